@@ -1,0 +1,284 @@
+"""SQLAlchemy 2 models of a node's own records (DESIGN.md section 3).
+
+Uniqueness lives in database constraints. Personal data (people's names and
+contacts, narratives, street addresses) is stored only as field-level
+ciphertext (`*_enc` columns, see `crypto.fields`). The schema is owned by the
+Alembic migrations in `node/migrations`; a test proves they produce exactly
+these models.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from node.db import UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SHORT = 40  # vocabulary values
+TEXT = 1000  # names, ids, places (the import limit is configurable but never above this)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Incident(Base):
+    """One encounter, as this state recorded it."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (UniqueConstraint("state", "external_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    global_id: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(2))
+    external_id: Mapped[str] = mapped_column(String(TEXT))
+    # SHA-256 of the canonical imported record: re-imports compare against it.
+    content_hash: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    occurred_offset_min: Mapped[int] = mapped_column(Integer)
+    # The calendar date in the incident's own offset, for date filters.
+    occurred_on: Mapped[date] = mapped_column(Date, index=True)
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reported_offset_min: Mapped[int | None] = mapped_column(Integer)
+    address_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    city: Mapped[str | None] = mapped_column(String(TEXT))
+    county: Mapped[str] = mapped_column(String(TEXT), index=True)
+    location_kind: Mapped[str] = mapped_column(String(SHORT), index=True)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(SHORT), index=True)
+    source: Mapped[str] = mapped_column(String(SHORT))
+    sharing: Mapped[str] = mapped_column(String(SHORT))
+    narrative_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    conduct: Mapped[list[IncidentConduct]] = relationship(
+        back_populates="incident", cascade="all, delete-orphan", order_by="IncidentConduct.conduct"
+    )
+    agents: Mapped[list[AgentObservation]] = relationship(
+        back_populates="incident",
+        cascade="all, delete-orphan",
+        order_by="AgentObservation.position",
+    )
+    people: Mapped[list[Person]] = relationship(
+        back_populates="incident", cascade="all, delete-orphan", order_by="Person.position"
+    )
+    evidence: Mapped[list[EvidenceItem]] = relationship(
+        back_populates="incident", cascade="all, delete-orphan", order_by="EvidenceItem.position"
+    )
+
+
+class IncidentConduct(Base):
+    __tablename__ = "incident_conduct"
+
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
+    )
+    conduct: Mapped[str] = mapped_column(String(SHORT), primary_key=True, index=True)
+
+    incident: Mapped[Incident] = relationship(back_populates="conduct")
+
+
+class LocalAgent(Base):
+    """Observations that an analyst or a rule decided are the same person."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(TEXT), unique=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AgentObservation(Base):
+    """One agent as seen at one incident; identifiers may be partial."""
+
+    __tablename__ = "agent_observations"
+    __table_args__ = (UniqueConstraint("incident_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    agency: Mapped[str | None] = mapped_column(String(SHORT), index=True)
+    name: Mapped[str | None] = mapped_column(String(TEXT))
+    badge: Mapped[str | None] = mapped_column(String(TEXT))
+    unit: Mapped[str | None] = mapped_column(String(TEXT))
+    vehicle_plate: Mapped[str | None] = mapped_column(String(TEXT))
+    masked: Mapped[bool | None] = mapped_column(Boolean)
+    identified_self: Mapped[bool | None] = mapped_column(Boolean)
+    body_camera: Mapped[bool | None] = mapped_column(Boolean)
+    role: Mapped[str] = mapped_column(String(SHORT))
+    normalization_version: Mapped[int] = mapped_column(Integer)
+    local_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL"), index=True
+    )
+
+    incident: Mapped[Incident] = relationship(back_populates="agents")
+    keys: Mapped[list[IdentifierKeyRow]] = relationship(
+        back_populates="observation", cascade="all, delete-orphan", order_by="IdentifierKeyRow.kind"
+    )
+
+
+class IdentifierKeyRow(Base):
+    """A normalised identifier key (`kind:value`) of one agent observation."""
+
+    __tablename__ = "identifier_keys"
+    __table_args__ = (Index("ix_identifier_keys_kind_value", "kind", "value"),)
+
+    observation_id: Mapped[int] = mapped_column(
+        ForeignKey("agent_observations.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(SHORT), primary_key=True)
+    value: Mapped[str] = mapped_column(String(TEXT), primary_key=True)
+
+    observation: Mapped[AgentObservation] = relationship(back_populates="keys")
+
+
+class Person(Base):
+    """A victim, witness or complainant. Name and contact are ciphertext."""
+
+    __tablename__ = "people"
+    __table_args__ = (UniqueConstraint("incident_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(SHORT))
+    name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    contact_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    incident: Mapped[Incident] = relationship(back_populates="people")
+
+
+class Blob(Base):
+    """A file in the content-addressed, encrypted blob store."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EvidenceItem(Base):
+    """A file attached to an incident, by content hash."""
+
+    __tablename__ = "evidence_items"
+    __table_args__ = (UniqueConstraint("incident_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    media_type: Mapped[str] = mapped_column(String(TEXT))
+    file_name: Mapped[str] = mapped_column(String(TEXT))
+    captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    captured_offset_min: Mapped[int | None] = mapped_column(Integer)
+    captured_by: Mapped[str | None] = mapped_column(String(TEXT))
+    description: Mapped[str | None] = mapped_column(Text)
+
+    incident: Mapped[Incident] = relationship(back_populates="evidence")
+    custody: Mapped[list[CustodyEvent]] = relationship(
+        back_populates="evidence", order_by="CustodyEvent.id"
+    )
+
+
+class CustodyEvent(Base):
+    """One hand an evidence item passed through: collected, received, viewed, ..."""
+
+    __tablename__ = "custody_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    evidence_id: Mapped[int] = mapped_column(
+        ForeignKey("evidence_items.id", ondelete="RESTRICT"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(SHORT))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(TEXT))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    evidence: Mapped[EvidenceItem] = relationship(back_populates="custody")
+
+
+class Matter(Base):
+    """A joint investigation or case among some states."""
+
+    __tablename__ = "matters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    global_id: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(TEXT))
+    states: Mapped[list[str]] = mapped_column(JSON)
+    bates_prefix: Mapped[str] = mapped_column(String(SHORT))
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Exhibit(Base):
+    """An exhibit of a matter: an incident, or one evidence item of it."""
+
+    __tablename__ = "exhibits"
+    __table_args__ = (UniqueConstraint("matter_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    matter_id: Mapped[int] = mapped_column(ForeignKey("matters.id", ondelete="RESTRICT"))
+    number: Mapped[str] = mapped_column(String(SHORT))
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="RESTRICT"))
+    evidence_id: Mapped[int | None] = mapped_column(
+        ForeignKey("evidence_items.id", ondelete="RESTRICT")
+    )
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuditEvent(Base):
+    """Who did what, when: every write, every read of personal data or evidence."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(TEXT))
+    action: Mapped[str] = mapped_column(String(80))
+    target: Mapped[str | None] = mapped_column(String(TEXT))
+    outcome: Mapped[str] = mapped_column(String(SHORT))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class User(Base):
+    """A person or program that may call this node; only a hash of its token is kept."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(SHORT))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
