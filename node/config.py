@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import textwrap
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,7 +275,7 @@ def _section(cls: type[T], section: str, raw: Any) -> T:
         raise ConfigError(f"[{section}]: missing setting(s): {', '.join(missing)}") from None
 
 
-def _validate(config: Config) -> None:
+def validate_config(config: Config) -> None:
     if config.node.state not in STATES:
         raise ConfigError("node.state: not a US state, DC or territory code")
     if config.keys.unlock not in ("passphrase", "key_file"):
@@ -314,7 +315,7 @@ def config_from_mapping(data_dir: Path, raw: dict[str, Any]) -> Config:
         raise ConfigError("[node]: missing section")
     sections = {name: _section(cls, name, raw.get(name, {})) for name, cls in _SECTIONS.items()}
     config = Config(data_dir=data_dir, **sections)
-    _validate(config)
+    validate_config(config)
     return config
 
 
@@ -352,6 +353,6 @@ def render_config(config: Config) -> str:
         section = getattr(config, name)
         lines += ["", f"# {type(section).__doc__}", f"[{name}]"]
         for f in dataclasses.fields(section):
-            lines.append(f"# {f.metadata['doc']}")
+            lines += textwrap.wrap(f.metadata["doc"], 88, initial_indent="# ", subsequent_indent="# ")
             lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
     return "\n".join(lines) + "\n"
