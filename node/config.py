@@ -74,7 +74,7 @@ class KeySettings:
         default="passphrase",
         metadata=_doc(
             'How the keystore is unlocked: "passphrase" (from the environment variable '
-            "COMPACT_PASSPHRASE, a --passphrase-file, or a prompt) or \"key_file\"."
+            'COMPACT_PASSPHRASE, a --passphrase-file, or a prompt) or "key_file".'
         ),
     )
     key_file: str = field(
@@ -113,8 +113,7 @@ class ServerSettings:
     shutdown_grace_seconds: float = field(
         default=10.0,
         metadata=_doc(
-            "On SIGTERM/Ctrl-C, in-flight calls get this long to finish; then they are "
-            "cancelled.",
+            "On SIGTERM/Ctrl-C, in-flight calls get this long to finish; then they are cancelled.",
             minimum=0,
             maximum=600,
         ),
@@ -152,7 +151,9 @@ class LimitSettings:
     )
     max_text_chars: int = field(
         default=1_000,
-        metadata=_doc("Longest short text field (names, ids, places).", minimum=16, maximum=100_000),
+        metadata=_doc(
+            "Longest short text field (names, ids, places).", minimum=16, maximum=100_000
+        ),
     )
     max_narrative_chars: int = field(
         default=100_000,
@@ -160,7 +161,9 @@ class LimitSettings:
     )
     max_list_items: int = field(
         default=100,
-        metadata=_doc("Most agents, people or evidence items per incident.", minimum=1, maximum=10_000),
+        metadata=_doc(
+            "Most agents, people or evidence items per incident.", minimum=1, maximum=10_000
+        ),
     )
     max_evidence_file_bytes: int = field(
         default=4 * 1024 * MiB,
@@ -282,7 +285,9 @@ def validate_config(config: Config) -> None:
         raise ConfigError('keys.unlock: must be "passphrase" or "key_file"')
     if config.keys.unlock == "key_file":
         if not config.keys.key_file or not Path(config.keys.key_file).is_absolute():
-            raise ConfigError('keys.key_file: an absolute path is required with unlock = "key_file"')
+            raise ConfigError(
+                'keys.key_file: an absolute path is required with unlock = "key_file"'
+            )
         if _is_within(Path(config.keys.key_file), config.data_dir):
             raise ConfigError("keys.key_file: must not be inside the data folder")
     if config.logging.level not in ("debug", "info", "warning", "error"):
@@ -353,6 +358,8 @@ def render_config(config: Config) -> str:
         section = getattr(config, name)
         lines += ["", f"# {type(section).__doc__}", f"[{name}]"]
         for f in dataclasses.fields(section):
-            lines += textwrap.wrap(f.metadata["doc"], 88, initial_indent="# ", subsequent_indent="# ")
+            lines += textwrap.wrap(
+                f.metadata["doc"], 88, initial_indent="# ", subsequent_indent="# "
+            )
             lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
     return "\n".join(lines) + "\n"

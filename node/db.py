@@ -107,10 +107,9 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only transaction (never committed)."""
+        """A read transaction. It writes nothing; objects loaded stay usable after it ends."""
         with self._reader() as session, session.begin():
             yield session
-            session.rollback()
 
     def dispose(self) -> None:
         self.engine.dispose()

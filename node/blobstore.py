@@ -1,0 +1,121 @@
+"""Content-addressed evidence store: files named by SHA-256, encrypted at rest.
+
+Layout: `<root>/<aa>/<bb>/<sha256>` holds the `crypto.blobs` encryption of the
+file whose SHA-256 is `<sha256>`; `<root>/.staging/` holds files being written.
+A blob appears under its name only complete and fsynced (write, fsync, rename),
+so a crash leaves at most an orphan in `.staging`, never a torn blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from crypto.blobs import decrypt_stream, encrypt_file
+
+from node.errors import StorageError
+
+_HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
+_READ: Final = 1 << 20
+
+
+class EvidenceChangedError(StorageError):
+    """A file's bytes differed between hashing and storing it."""
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """SHA-256 (hex) and size of a file, read in bounded chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(_READ):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+class _HashingReader:
+    """Wraps a file so the bytes read through it are hashed on the way."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = path.open("rb")
+        self.hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.hash.update(data)
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class BlobStore:
+    def __init__(self, root: Path, data_key: bytes) -> None:
+        self.root = root
+        self._key = data_key
+        self._staging = root / ".staging"
+
+    def path_for(self, sha256: str) -> Path:
+        if not _HEX64.match(sha256):
+            raise ValueError("not a lowercase hex SHA-256")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def has(self, sha256: str) -> bool:
+        return self.path_for(sha256).is_file()
+
+    def put_file(self, src: Path, sha256: str) -> bool:
+        """Store `src` under `sha256`; False if that blob was already held.
+
+        The file is hashed again while it is encrypted: if it changed since
+        `sha256` was computed, nothing is stored and EvidenceChangedError is raised.
+        """
+        final = self.path_for(sha256)
+        if final.is_file():
+            return False
+        self._staging.mkdir(parents=True, exist_ok=True)
+        tmp = self._staging / f"{sha256}.{secrets.token_hex(8)}"
+        reader = _HashingReader(src)
+        try:
+            with tmp.open("xb") as dst:
+                encrypt_file(reader, dst, data_key=self._key, sha256_digest=bytes.fromhex(sha256))  # type: ignore[arg-type]
+                dst.flush()
+                os.fsync(dst.fileno())
+            if reader.hash.hexdigest() != sha256:
+                raise EvidenceChangedError("an evidence file changed while it was being imported")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            reader.close()
+        return True
+
+    def remove(self, sha256: str) -> None:
+        """Delete a blob (used to undo blobs stored by an import that then failed)."""
+        self.path_for(sha256).unlink(missing_ok=True)
+
+    def read(self, sha256: str, *, chunk_size: int) -> Iterator[bytes]:
+        """The decrypted bytes, in chunks; raises crypto DecryptionError on any tampering."""
+        path = self.path_for(sha256)
+        if not path.is_file():
+            raise StorageError("an evidence blob is missing from the blob store")
+        with path.open("rb") as f:
+            yield from decrypt_stream(
+                f, data_key=self._key, expected_sha256=bytes.fromhex(sha256), chunk_size=chunk_size
+            )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

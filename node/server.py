@@ -1,0 +1,428 @@
+"""The node's gRPC server: `compact.v1.NodeService`, health and reflection (grpc.aio).
+
+Authentication and error mapping happen here, at the boundary: every handler
+authenticates the bearer token and checks the permission the method needs;
+every exception is mapped to a status code and a message that holds no
+secrets and no personal data. Database and file work runs off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import re
+import secrets
+import shutil
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import grpc
+import structlog
+from compact.v1 import node_pb2 as pb
+from compact.v1 import node_pb2_grpc as pb_grpc
+from crypto.errors import CryptoError
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from node import queries, serde
+from node.config import Config, parse_host_port
+from node.errors import (
+    AuthenticationError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    StorageError,
+)
+from node.evidence import ResolvedEvidence, StagedEvidence
+from node.importfile import Decoded
+from node.importformat import decode_line, evidence_path_problem
+from node.ingest import NodeStorage, ingest
+from node.normalize import KeyQueryError, parse_query_key
+from node.records import IngestReport, LineError, SearchFilters
+from node.setup import clear_server_info, write_server_info
+from node.users import Permission, Principal, authenticate
+from node.vocab import AGENCY, CONDUCT, LOCATION_KIND, STATUS
+
+log = structlog.get_logger("compact.server")
+SERVICE_NAME: Final = pb.DESCRIPTOR.services_by_name["NodeService"].full_name
+_GLOBAL_ID: Final = re.compile(r"^[A-Z]{2}-[0-9a-f-]{36}$")
+_HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
+_MAX_REPORTED_ERRORS: Final = 1000
+
+T = TypeVar("T")
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _status_for(e: BaseException) -> tuple[grpc.StatusCode, str]:
+    if isinstance(e, _Abort):
+        return e.code, e.message
+    if isinstance(e, InvalidArgumentError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(e)
+    if isinstance(e, NotFoundError):
+        return grpc.StatusCode.NOT_FOUND, str(e)
+    if isinstance(e, PermissionDeniedError):
+        return grpc.StatusCode.PERMISSION_DENIED, str(e)
+    if isinstance(e, AuthenticationError):
+        return grpc.StatusCode.UNAUTHENTICATED, str(e)
+    if isinstance(e, CryptoError):
+        return grpc.StatusCode.DATA_LOSS, "stored data failed its integrity check"
+    if isinstance(e, StorageError):
+        return grpc.StatusCode.UNAVAILABLE, str(e)
+    return grpc.StatusCode.INTERNAL, "internal error"
+
+
+def _bind(context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(rpc=method, request_id=secrets.token_hex(6))
+    del context
+
+
+def boundary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Map every exception of a unary or client-streaming handler to a status."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: NodeServicer, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> T:
+        _bind(context, method.__name__)
+        try:
+            result = await method(self, request, context)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the boundary: every error becomes a status
+            code, message = _status_for(e)
+            _log_failure(code, e)
+            await context.abort(code, message)
+        log.info("rpc.ok")
+        return result
+
+    return wrapper
+
+
+def streaming_boundary(
+    method: Callable[..., AsyncIterator[T]],
+) -> Callable[..., AsyncIterator[T]]:
+    """The same for server-streaming handlers."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: NodeServicer, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[T]:
+        _bind(context, method.__name__)
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            code, message = _status_for(e)
+            _log_failure(code, e)
+            await context.abort(code, message)
+        log.info("rpc.ok")
+
+    return wrapper
+
+
+def _log_failure(code: grpc.StatusCode, e: BaseException) -> None:
+    if code == grpc.StatusCode.INTERNAL:
+        log.error("rpc.failed", code=code.name, error=type(e).__name__, exc_info=e)
+    else:
+        log.info("rpc.refused", code=code.name, error=type(e).__name__)
+
+
+class NodeServicer(pb_grpc.NodeServiceServicer):
+    def __init__(self, config: Config, storage: NodeStorage) -> None:
+        self.config = config
+        self.storage = storage
+
+    async def _principal(
+        self, context: grpc.aio.ServicerContext[Any, Any], permission: Permission
+    ) -> Principal:
+        token = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+                token = value.removeprefix("Bearer ").strip()
+        principal = await asyncio.to_thread(authenticate, self.storage.db, token) if token else None
+        if principal is None:
+            raise AuthenticationError("a valid bearer token is required")
+        structlog.contextvars.bind_contextvars(user=principal.name)
+        if not principal.may(permission):
+            raise PermissionDeniedError(f"the role {principal.role!r} may not do this")
+        return principal
+
+    @boundary
+    async def Ingest(
+        self,
+        request_iterator: AsyncIterator[pb.IngestRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> pb.IngestResponse:
+        principal = await self._principal(context, Permission.INGEST)
+        staging = self.config.blob_dir / ".staging" / f"ingest-{secrets.token_hex(8)}"
+        try:
+            options, lines, files = await self._receive(request_iterator, staging)
+            report = await asyncio.to_thread(
+                ingest,
+                self.storage,
+                lines,
+                StagedEvidence(files),
+                actor=principal.name,
+                source_name=options.source_name[:200] or "grpc",
+                skip_invalid=options.skip_invalid,
+            )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+        log.info(
+            "ingest.done",
+            imported=report.imported,
+            unchanged=report.unchanged,
+            rejected=report.rejected,
+        )
+        if report.errors and not options.skip_invalid:
+            await _abort_invalid_import(context, report)
+        return serde.report_to_proto(report)
+
+    async def _receive(
+        self, requests: AsyncIterator[pb.IngestRequest], staging: Path
+    ) -> tuple[pb.IngestOptions, list[Decoded], dict[str, ResolvedEvidence]]:
+        limits = self.config.limits
+        options = pb.IngestOptions()
+        lines: list[Decoded] = []
+        files: dict[str, ResolvedEvidence] = {}
+        open_file: tuple[str, Any, Any, Path] | None = None  # path, handle, hash, file
+        sizes: dict[str, int] = {}
+        first = True
+        async for msg in requests:
+            kind = msg.WhichOneof("item")
+            if kind == "options":
+                if not first:
+                    raise InvalidArgumentError("options", "must be the first message")
+                options = msg.options
+            elif kind == "line":
+                if len(lines) >= limits.max_import_lines:
+                    raise InvalidArgumentError("line", f"more than {limits.max_import_lines} lines")
+                n = msg.line.line_number
+                if n == 0:
+                    raise InvalidArgumentError("line.line_number", "must be 1 or more")
+                decoded = decode_line(n, msg.line.json, limits)
+                lines.append(decoded if isinstance(decoded, LineError) else (n, decoded))
+            elif kind == "evidence":
+                chunk = msg.evidence
+                if open_file is None or open_file[0] != chunk.path:
+                    if open_file is not None:
+                        raise InvalidArgumentError(
+                            "evidence.path", "a file's chunks must be contiguous and end with last"
+                        )
+                    if chunk.path in files:
+                        raise InvalidArgumentError("evidence.path", "the same file was sent twice")
+                    if problem := evidence_path_problem(chunk.path):
+                        raise InvalidArgumentError("evidence.path", problem)
+                    staging.mkdir(parents=True, exist_ok=True)
+                    target = staging / f"{len(files)}.part"
+                    open_file = (chunk.path, target.open("xb"), hashlib.sha256(), target)
+                path, handle, digest, target = open_file
+                sizes[path] = sizes.get(path, 0) + len(chunk.data)
+                if sizes[path] > limits.max_evidence_file_bytes:
+                    handle.close()
+                    raise InvalidArgumentError(
+                        "evidence.data",
+                        f"a file is over the limit of {limits.max_evidence_file_bytes} bytes",
+                    )
+                await asyncio.to_thread(handle.write, chunk.data)
+                digest.update(chunk.data)
+                if chunk.last:
+                    handle.close()
+                    files[path] = ResolvedEvidence(target, digest.hexdigest(), sizes[path])
+                    open_file = None
+            else:
+                raise InvalidArgumentError("item", "empty message")
+            first = False
+        if open_file is not None:
+            open_file[1].close()
+            raise InvalidArgumentError("evidence.last", "the stream ended inside a file")
+        if not lines:
+            raise InvalidArgumentError("line", "the import holds no records")
+        return options, lines, files
+
+    @boundary
+    async def GetIncident(
+        self, request: pb.GetIncidentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetIncidentResponse:
+        principal = await self._principal(context, Permission.READ)
+        _check_global_id(request.global_id)
+        view = await asyncio.to_thread(
+            queries.get_incident,
+            self.storage.db,
+            self.storage.fields,
+            request.global_id,
+            actor=principal.name,
+            personal=principal.may(Permission.READ_PERSONAL),
+        )
+        return pb.GetIncidentResponse(incident=serde.incident_to_proto(view))
+
+    @boundary
+    async def SearchIncidents(
+        self, request: pb.SearchIncidentsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SearchIncidentsResponse:
+        await self._principal(context, Permission.READ)
+        filters = search_filters(request, default_state=self.config.node.state)
+        page = await asyncio.to_thread(
+            queries.search,
+            self.storage.db,
+            filters,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return serde.page_to_proto(page)
+
+    @streaming_boundary
+    async def GetEvidence(
+        self, request: pb.GetEvidenceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.GetEvidenceResponse]:
+        principal = await self._principal(context, Permission.READ_EVIDENCE)
+        _check_global_id(request.global_id)
+        if not _HEX64.match(request.sha256):
+            raise InvalidArgumentError("sha256", "expected 64 lowercase hex digits")
+        evidence_id, view = await asyncio.to_thread(
+            queries.evidence_item, self.storage.db, request.global_id, request.sha256
+        )
+        await asyncio.to_thread(
+            queries.record_custody,
+            self.storage.db,
+            evidence_id,
+            kind="viewed",
+            actor=principal.name,
+            detail={"incident": request.global_id, "sha256": request.sha256, "via": "GetEvidence"},
+            target=request.global_id,
+        )
+        yield pb.GetEvidenceResponse(item=serde.evidence_to_proto(view))
+        chunks: Iterator[bytes] = self.storage.blobs.read(
+            request.sha256, chunk_size=self.config.server.evidence_chunk_bytes
+        )
+        while (data := await asyncio.to_thread(next, chunks, None)) is not None:
+            yield pb.GetEvidenceResponse(data=data)
+
+
+def _check_global_id(value: str) -> None:
+    if not _GLOBAL_ID.match(value):
+        raise InvalidArgumentError("global_id", "expected a global incident id such as IL-<uuid>")
+
+
+def search_filters(request: pb.SearchIncidentsRequest, *, default_state: str) -> SearchFilters:
+    """Validate a search request's filters; errors name the field."""
+
+    def vocab(field: str, value: str, allowed: frozenset[str]) -> str | None:
+        if value and value not in allowed:
+            raise InvalidArgumentError(field, "not one of the allowed values")
+        return value or None
+
+    for i, c in enumerate(request.conduct):
+        vocab(f"conduct[{i}]", c, CONDUCT)
+    key = None
+    if request.identifier_key:
+        try:
+            key = parse_query_key(request.identifier_key, default_state=default_state)
+        except KeyQueryError as e:
+            raise InvalidArgumentError("identifier_key", str(e)) from None
+    if len(request.county) > 1000:
+        raise InvalidArgumentError("county", "too long")
+    return SearchFilters(
+        occurred_from=queries.parse_date("occurred_from", request.occurred_from),
+        occurred_to=queries.parse_date("occurred_to", request.occurred_to),
+        county=request.county or None,
+        location_kind=vocab("location_kind", request.location_kind, LOCATION_KIND),
+        conduct=tuple(request.conduct),
+        agency=vocab("agency", request.agency, AGENCY),
+        status=vocab("status", request.status, STATUS),
+        identifier_key=key,
+    )
+
+
+async def _abort_invalid_import(
+    context: grpc.aio.ServicerContext[Any, Any], report: IngestReport
+) -> None:
+    """INVALID_ARGUMENT naming the first bad fields, with every one in the details."""
+    shown = "; ".join(str(e) for e in report.errors[:5])
+    more = f" (and {len(report.errors) - 5} more)" if len(report.errors) > 5 else ""
+    message = f"{report.rejected} line(s) rejected, nothing imported: {shown}{more}"
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(
+                field=f"line {e.line_number}: {e.field}" if e.field else f"line {e.line_number}",
+                description=e.reason,
+            )
+            for e in report.errors[:_MAX_REPORTED_ERRORS]
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(bad_request)
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message, details=[detail])
+    await context.abort_with_status(rpc_status.to_status(status))
+
+
+def server_credentials(key_pem: bytes, cert_pem: bytes) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials([(key_pem, cert_pem)])
+
+
+async def serve(
+    config: Config,
+    storage: NodeStorage,
+    *,
+    tls_key_pem: bytes,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[str, int], None] | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
+    s = config.server
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", s.max_receive_message_bytes),
+            ("grpc.max_send_message_length", s.max_receive_message_bytes),
+        ],
+        maximum_concurrent_rpcs=s.max_concurrent_rpcs,
+    )
+    pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(config, storage), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    host, port = parse_host_port(s.listen, setting="server.listen")
+    cert_pem = config.path(config.keys.tls_certificate).read_bytes()
+    bound = server.add_secure_port(f"{host}:{port}", server_credentials(tls_key_pem, cert_pem))
+    if bound == 0:
+        raise StorageError(f"cannot listen on {s.listen}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    write_server_info(config, host, bound)
+    log.info("server.started", host=host, port=bound, state=config.node.state)
+    if on_ready:
+        on_ready(host, bound)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("server.stopping", grace_seconds=s.shutdown_grace_seconds)
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await server.stop(s.shutdown_grace_seconds)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        clear_server_info(config)
+        storage.db.dispose()
+        log.info("server.stopped")
