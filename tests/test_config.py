@@ -45,7 +45,15 @@ def test_every_setting_is_documented_in_the_rendered_file(tmp_path: Path) -> Non
     for i, line in enumerate(lines):
         if "=" in line and not line.startswith("#"):
             assert lines[i - 1].startswith("# "), f"undocumented setting: {line}"
-    assert set(tomllib.loads(text)) == {"node", "database", "keys", "server", "client", "limits", "logging"}
+    assert set(tomllib.loads(text)) == {
+        "node",
+        "database",
+        "keys",
+        "server",
+        "client",
+        "limits",
+        "logging",
+    }
 
 
 @pytest.mark.parametrize(
@@ -57,12 +65,27 @@ def test_every_setting_is_documented_in_the_rendered_file(tmp_path: Path) -> Non
         ({"node": {"state": "IL", "colour": "red"}}, r"\[node\]: unknown setting\(s\): colour"),
         ({**base(), "nodes": {}}, r"unknown section\(s\): nodes"),
         ({**base(), "server": {"listen": "localhost"}}, "server.listen: expected host:port"),
-        ({**base(), "server": {"max_concurrent_rpcs": 0}}, "server.max_concurrent_rpcs: must be at least 1"),
-        ({**base(), "server": {"max_concurrent_rpcs": "8"}}, "server.max_concurrent_rpcs: expected a number"),
-        ({**base(), "server": {"max_concurrent_rpcs": True}}, "server.max_concurrent_rpcs: expected a number"),
+        (
+            {**base(), "server": {"max_concurrent_rpcs": 0}},
+            "server.max_concurrent_rpcs: must be at least 1",
+        ),
+        (
+            {**base(), "server": {"max_concurrent_rpcs": "8"}},
+            "server.max_concurrent_rpcs: expected a number",
+        ),
+        (
+            {**base(), "server": {"max_concurrent_rpcs": True}},
+            "server.max_concurrent_rpcs: expected a number",
+        ),
         ({**base(), "server": {"max_concurrent_rpcs": 1.5}}, "expected a whole number"),
-        ({**base(), "server": {"tls_hosts": "localhost"}}, "server.tls_hosts: expected a list of strings"),
-        ({**base(), "limits": {"max_line_bytes": 10}}, "limits.max_line_bytes: must be at least 1024"),
+        (
+            {**base(), "server": {"tls_hosts": "localhost"}},
+            "server.tls_hosts: expected a list of strings",
+        ),
+        (
+            {**base(), "limits": {"max_line_bytes": 10}},
+            "limits.max_line_bytes: must be at least 1024",
+        ),
         ({**base(), "keys": {"unlock": "magic"}}, "keys.unlock"),
         ({**base(), "keys": {"unlock": "key_file"}}, "keys.key_file: an absolute path is required"),
         ({**base(), "logging": {"level": "loud"}}, "logging.level"),
@@ -100,4 +123,6 @@ def test_configuration_doc_is_current() -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "gen_config_doc.py"), "--check"], check=False
     )
-    assert result.returncode == 0, "docs/configuration.md is stale: run python scripts/gen_config_doc.py"
+    assert result.returncode == 0, (
+        "docs/configuration.md is stale: run python scripts/gen_config_doc.py"
+    )
