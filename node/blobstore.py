@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Final
 
 from crypto.blobs import decrypt_stream, encrypt_file
-
 from node.errors import StorageError
 
 _HEX64: Final = re.compile(r"^[0-9a-f]{64}$")

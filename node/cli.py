@@ -55,7 +55,7 @@ def json_option(f: F) -> F:
 def _stderr() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)  # messages are never broken across lines
 
 
 def _fail(message: str) -> None:
@@ -106,6 +106,12 @@ def main() -> None:
 @click.option(
     "--listen", default="127.0.0.1:7400", show_default=True, help="host:port to serve on."
 )
+@click.option(
+    "--kdf-strength",
+    type=click.Choice(["moderate", "interactive"]),
+    default="moderate",
+    hidden=True,  # "interactive" is for tests: a weaker Argon2id for a passphrase
+)
 def init(
     state: str,
     data_dir: Path,
@@ -113,21 +119,29 @@ def init(
     passphrase_file: Path | None,
     database_url: str,
     listen: str,
+    kdf_strength: str,
 ) -> None:
     """Create a node: configuration, database, keys and an admin credential."""
     from crypto.keystore import generate_key_file_secret
-
     from node.errors import NodeError
     from node.setup import PASSPHRASE_ENV, Secret, init_node
 
     state = state.upper()
+    created_key_file = False
     if key_file is not None:
-        if not key_file.exists():
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(generate_key_file_secret())
-            _stderr().print(f"created key file {key_file} (keep it away from the data folder)")
-        secret = Secret(key_file_secret=key_file.read_bytes())
+        key_file = key_file.resolve()
+        if key_file.is_relative_to(data_dir.resolve()):
+            _fail("keys.key_file: must not be inside the data folder")
+        try:
+            if not key_file.exists():
+                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(generate_key_file_secret())
+                created_key_file = True
+            secret = Secret(key_file_secret=key_file.read_bytes())
+        except OSError as e:
+            _fail(f"the key file cannot be created or read ({e.strerror})")
+            return
     elif passphrase_file is not None:
         secret = Secret(passphrase=passphrase_file.read_bytes().rstrip(b"\r\n"))
     elif os.environ.get(PASSPHRASE_ENV):
@@ -150,12 +164,16 @@ def init(
             key_file=key_file,
             database_url=database_url,
             listen=listen,
-            kdf_strength=os.environ.get("COMPACT_KDF_STRENGTH", "moderate"),
+            kdf_strength=kdf_strength,
         )
     except (NodeError, ValueError) as e:
+        if created_key_file and key_file is not None:
+            key_file.unlink(missing_ok=True)
         _fail(str(e))
         return
     out = _stderr()
+    if created_key_file:
+        out.print(f"created key file {key_file} (keep it away from the data folder)")
     out.print(f"initialised the {state} node in {data_dir}")
     out.print(f"  configuration  {data_dir / 'compact.toml'}")
     out.print(f"  database       {config.database_url().split('@')[-1]}")
@@ -300,9 +318,7 @@ def _run_client(action: Callable[[], None]) -> None:
 
 
 def _search(data_dir: Path, request: Any, limit: int, as_json: bool) -> None:
-    from rich.console import Console
-
-    from node.render import dumps, summaries_table
+    from node.render import dumps, stdout_console, summaries_table
 
     def run() -> None:
         with _client(data_dir) as client:
@@ -310,7 +326,7 @@ def _search(data_dir: Path, request: Any, limit: int, as_json: bool) -> None:
         if as_json:
             click.echo(dumps(rows))
         else:
-            Console().print(summaries_table(rows))
+            stdout_console().print(summaries_table(rows))
             _stderr().print(f"{len(rows)} incident(s)")
 
     _run_client(run)
@@ -376,9 +392,7 @@ def incidents_search(
 @json_option
 def incidents_show(global_id: str, data_dir: Path, as_json: bool) -> None:
     """One incident in full (personal data only for roles that may see it)."""
-    from rich.console import Console
-
-    from node.render import dumps, print_incident
+    from node.render import dumps, print_incident, stdout_console
 
     def run() -> None:
         with _client(data_dir) as client:
@@ -386,7 +400,7 @@ def incidents_show(global_id: str, data_dir: Path, as_json: bool) -> None:
         if as_json:
             click.echo(dumps(view))
         else:
-            print_incident(Console(), view)
+            print_incident(stdout_console(), view)
 
     _run_client(run)
 

@@ -16,9 +16,9 @@ from types import TracebackType
 from typing import BinaryIO
 
 import grpc
+
 from compact.v1 import node_pb2 as pb
 from compact.v1 import node_pb2_grpc as pb_grpc
-
 from node import serde
 from node.config import Config
 from node.errors import NodeError

@@ -12,10 +12,10 @@ import json
 from datetime import UTC, date, datetime
 from typing import Any
 
-from crypto.fields import FieldCipher
 from sqlalchemy import Select, and_, distinct, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from crypto.fields import FieldCipher
 from node import models as m
 from node.db import Database
 from node.errors import InvalidArgumentError, NotFoundError

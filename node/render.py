@@ -35,12 +35,14 @@ def dumps(value: Any) -> str:
 
 def summaries_table(rows: list[IncidentSummary]) -> Table:
     table = Table(show_lines=False)
-    for name in ("global id", "occurred", "county", "kind", "conduct", "status", "agencies", "ev"):
+    table.add_column("global id", no_wrap=True)
+    table.add_column("occurred (local)", no_wrap=True)
+    for name in ("county", "kind", "conduct", "status", "agencies", "ev"):
         table.add_column(name, overflow="fold")
     for r in rows:
         table.add_row(
             r.global_id,
-            r.occurred_at.isoformat(),
+            r.occurred_at.local.strftime("%Y-%m-%d %H:%M"),
             r.county,
             r.location_kind,
             ", ".join(r.conduct),
@@ -51,6 +53,13 @@ def summaries_table(rows: list[IncidentSummary]) -> Table:
     return table
 
 
+def stdout_console() -> Console:
+    """Rich on stdout; wide enough for tables when stdout is not a terminal."""
+    import sys
+
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
 def print_incident(console: Console, v: IncidentView) -> None:
     loc = v.location
     console.print(f"[bold]{v.global_id}[/bold]  ({v.external_id}, {v.state})")
@@ -58,7 +67,7 @@ def print_incident(console: Console, v: IncidentView) -> None:
     if v.reported_at:
         console.print(f"reported  {v.reported_at.isoformat()}")
     place = ", ".join(p for p in (loc.address, loc.city, loc.county, loc.state) if p)
-    console.print(f"where     {place} [{loc.kind}]")
+    console.print(f"where     {place} ({loc.kind})", markup=False)
     console.print(f"conduct   {', '.join(v.conduct)}")
     console.print(f"status    {v.status}   source {v.source}   sharing {v.sharing}")
     if v.narrative:

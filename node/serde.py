@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from compact.v1 import node_pb2 as pb
-
 from node.normalize import IdentifierKey
 from node.records import (
     AgentView,

@@ -21,15 +21,15 @@ from typing import Any, Final, TypeVar
 
 import grpc
 import structlog
-from compact.v1 import node_pb2 as pb
-from compact.v1 import node_pb2_grpc as pb_grpc
-from crypto.errors import CryptoError
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
+from compact.v1 import node_pb2 as pb
+from compact.v1 import node_pb2_grpc as pb_grpc
+from crypto.errors import CryptoError
 from node import queries, serde
 from node.config import Config, parse_host_port
 from node.errors import (

@@ -23,11 +23,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from crypto import keystore as ks
 from crypto.errors import CryptoError
 from crypto.fields import FieldCipher
 from crypto.tls import self_signed_certificate
-
-from crypto import keystore as ks
 from node import migrate
 from node.blobstore import BlobStore
 from node.config import (

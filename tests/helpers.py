@@ -9,9 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from crypto.fields import FieldCipher
 from sqlalchemy import func, select
 
+from crypto.fields import FieldCipher
 from node import migrate
 from node import models as m
 from node.blobstore import BlobStore

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crypto.keystore import generate_key_file_secret
-
 from node.config import Config
 from node.setup import Secret, init_node
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import grpc
 import pytest
-from compact.v1 import node_pb2 as pb
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from compact.v1 import node_pb2 as pb
 from node.client import ClientError, NodeClient
 from node.db import Database
 from node.evidence import FolderEvidence
