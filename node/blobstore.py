@@ -8,11 +8,13 @@ so a crash leaves at most an orphan in `.staging`, never a torn blob.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -96,6 +98,21 @@ class BlobStore:
         finally:
             reader.close()
         return True
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """An exclusive lock on the store, across processes on this machine.
+
+        Held while deciding that a blob nobody references may be deleted, and
+        while checking after a commit that every referenced blob is present.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def remove(self, sha256: str) -> None:
         """Delete a blob (used to undo blobs stored by an import that then failed)."""

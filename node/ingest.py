@@ -239,8 +239,9 @@ def _write(
         progress.phase("writing records", len(ready))
         with storage.db.write() as s:
             if to_store:
+                # Another import may store the same file at the same time: its row wins.
                 s.execute(
-                    insert(m.Blob),
+                    _insert_ignoring_duplicates(s, m.Blob, "sha256"),
                     [{"sha256": f.sha256, "size": f.size, "stored_at": now} for f in to_store],
                 )
             for i in range(0, len(ready), _BATCH):
@@ -272,12 +273,48 @@ def _write(
     except BaseException:
         _undo(storage, new_blobs)
         raise
+    _ensure_present(storage, to_store)
     return len(to_store), len(files) - len(to_store)
 
 
+def _insert_ignoring_duplicates(s: Session, model: Any, key: str) -> Any:
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(model).on_conflict_do_nothing(index_elements=[key])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(model).on_conflict_do_nothing(index_elements=[key])
+
+
+def _referenced(storage: NodeStorage, digests: list[str]) -> set[str]:
+    found: set[str] = set()
+    with storage.db.read() as s:
+        for i in range(0, len(digests), _CHUNK):
+            chunk = digests[i : i + _CHUNK]
+            found.update(s.scalars(select(m.Blob.sha256).where(m.Blob.sha256.in_(chunk))))
+    return found
+
+
 def _undo(storage: NodeStorage, blobs: list[str]) -> None:
-    for digest in blobs:
-        storage.blobs.remove(digest)
+    """Remove the blobs this import stored, unless a committed record now references them."""
+    if not blobs:
+        return
+    with storage.blobs.locked():
+        keep = _referenced(storage, blobs)
+        for digest in blobs:
+            if digest not in keep:
+                storage.blobs.remove(digest)
+
+
+def _ensure_present(storage: NodeStorage, stored: list[ResolvedEvidence]) -> None:
+    """After commit: a failed import running alongside may have removed a shared blob."""
+    if not stored:
+        return
+    with storage.blobs.locked():
+        for f in stored:
+            if not storage.blobs.has(f.sha256):
+                storage.blobs.put_file(f.file, f.sha256)
 
 
 def _returning_ids(s: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:

@@ -116,7 +116,7 @@ def test_personal_data_is_encrypted_at_rest(storage: NodeStorage, tmp_path: Path
         assert blob is not None
         assert secret not in bytes(blob)
     stored = list((storage.blobs.root).rglob("*"))
-    files = [p for p in stored if p.is_file()]
+    files = [p for p in stored if p.is_file() and not p.name.startswith(".")]
     assert len(files) == 1
     assert b"unmistakable" not in files[0].read_bytes()
 
@@ -491,7 +491,41 @@ def test_a_failing_database_write_leaves_no_blob_behind(
     assert {k: v for k, v in after.items() if k != "blob_files"} == {
         k: v for k, v in before.items() if k != "blob_files"
     }
-    assert [f for f in after["blob_files"] if not f.startswith(".staging")] == []
+    assert [f for f in after["blob_files"] if not f.startswith(".")] == []
+
+
+def test_undo_keeps_a_blob_that_a_committed_import_references(
+    storage: NodeStorage, tmp_path: Path
+) -> None:
+    """Two imports store the same file; the one that fails must not delete the other's."""
+    import node.ingest as ingest_module
+
+    folder = tmp_path / "import"
+    run(storage, write_jsonl(folder, [record(evidence=[with_evidence(folder)])]))
+    sha = hashlib.sha256(b"video bytes" * 1000).hexdigest()
+    ingest_module._undo(storage, [sha])
+    assert storage.blobs.has(sha)
+    orphan = hashlib.sha256(b"orphan").hexdigest()
+    (folder / "orphan").write_bytes(b"orphan")
+    storage.blobs.put_file(folder / "orphan", orphan)
+    ingest_module._undo(storage, [orphan])
+    assert not storage.blobs.has(orphan)
+
+
+def test_a_committed_blob_removed_by_a_concurrent_undo_is_restored(
+    storage: NodeStorage, tmp_path: Path
+) -> None:
+    import node.ingest as ingest_module
+    from node.evidence import ResolvedEvidence
+
+    folder = tmp_path / "import"
+    run(storage, write_jsonl(folder, [record(evidence=[with_evidence(folder)])]))
+    sha = hashlib.sha256(b"video bytes" * 1000).hexdigest()
+    storage.blobs.remove(sha)
+    ingest_module._ensure_present(
+        storage, [ResolvedEvidence(folder / "media/clip.mp4", sha, 11000)]
+    )
+    assert b"".join(storage.blobs.read(sha, chunk_size=4096)) == b"video bytes" * 1000
 
 
 def make_storage_like(storage: NodeStorage, **limits: Any) -> NodeStorage:
