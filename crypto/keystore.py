@@ -410,9 +410,11 @@ def _check_secrets(
     if passphrase is not None:
         if not isinstance(passphrase, bytes):
             raise TypeError("passphrase must be bytes")
-        minimum = MIN_PASSPHRASE_BYTES if sealing else 1
-        if len(passphrase) < minimum:
-            raise ValueError(f"the passphrase must be at least {minimum} bytes")
+        if not passphrase:
+            raise ValueError("the passphrase must not be empty")
+        # Checked when sealing only: a later, stricter minimum must not lock out old keystores.
+        if sealing and len(passphrase) < MIN_PASSPHRASE_BYTES:
+            raise ValueError(f"the passphrase must be at least {MIN_PASSPHRASE_BYTES} bytes")
     if key_file_secret is not None:
         if not isinstance(key_file_secret, bytes):
             raise TypeError("key_file_secret must be bytes")

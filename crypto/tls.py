@@ -16,6 +16,7 @@ of the certificate's DER encoding, the form used to pin it out of band.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import re
@@ -198,7 +199,9 @@ def certificate_fingerprint(cert_pem: bytes) -> str:
     """
     if not isinstance(cert_pem, bytes):
         raise TypeError("cert_pem must be bytes")
-    certs = x509.load_pem_x509_certificates(cert_pem)
+    certs: list[x509.Certificate] = []
+    with contextlib.suppress(ValueError):
+        certs = x509.load_pem_x509_certificates(cert_pem)
     if len(certs) != 1:
-        raise ValueError("cert_pem must hold exactly one certificate")
+        raise ValueError("cert_pem must hold exactly one PEM certificate")
     return hashlib.sha256(certs[0].public_bytes(serialization.Encoding.DER)).hexdigest()
