@@ -29,6 +29,10 @@ class EvidenceChangedError(StorageError):
     """A file's bytes differed between hashing and storing it."""
 
 
+class BlobMissingError(StorageError):
+    """A blob the database references is not in the store."""
+
+
 def sha256_file(path: Path) -> tuple[str, int]:
     """SHA-256 (hex) and size of a file, read in bounded chunks."""
     h = hashlib.sha256()
@@ -122,7 +126,7 @@ class BlobStore:
         """The decrypted bytes, in chunks; raises crypto DecryptionError on any tampering."""
         path = self.path_for(sha256)
         if not path.is_file():
-            raise StorageError("an evidence blob is missing from the blob store")
+            raise BlobMissingError("an evidence blob is missing from the blob store")
         with path.open("rb") as f:
             yield from decrypt_stream(
                 f, data_key=self._key, expected_sha256=bytes.fromhex(sha256), chunk_size=chunk_size

@@ -15,6 +15,7 @@ import re
 import secrets
 import shutil
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -31,6 +32,7 @@ from compact.v1 import node_pb2 as pb
 from compact.v1 import node_pb2_grpc as pb_grpc
 from crypto.errors import CryptoError
 from node import queries, serde
+from node.blobstore import BlobMissingError
 from node.config import Config, parse_host_port
 from node.errors import (
     AuthenticationError,
@@ -77,6 +79,8 @@ def _status_for(e: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.UNAUTHENTICATED, str(e)
     if isinstance(e, CryptoError):
         return grpc.StatusCode.DATA_LOSS, "stored data failed its integrity check"
+    if isinstance(e, BlobMissingError):
+        return grpc.StatusCode.DATA_LOSS, str(e)
     if isinstance(e, StorageError):
         return grpc.StatusCode.UNAVAILABLE, str(e)
     return grpc.StatusCode.INTERNAL, "internal error"
@@ -96,15 +100,16 @@ def boundary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]
         self: NodeServicer, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> T:
         _bind(context, method.__name__)
+        started = time.monotonic()
         try:
             result = await method(self, request, context)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - the boundary: every error becomes a status
             code, message = _status_for(e)
-            _log_failure(code, e)
+            _log_failure(code, e, started)
             await context.abort(code, message)
-        log.info("rpc.ok")
+        log.info("rpc.ok", duration_ms=_ms(started))
         return result
 
     return wrapper
@@ -120,6 +125,7 @@ def streaming_boundary(
         self: NodeServicer, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[T]:
         _bind(context, method.__name__)
+        started = time.monotonic()
         try:
             async for item in method(self, request, context):
                 yield item
@@ -127,18 +133,46 @@ def streaming_boundary(
             raise
         except Exception as e:  # noqa: BLE001
             code, message = _status_for(e)
-            _log_failure(code, e)
+            _log_failure(code, e, started)
             await context.abort(code, message)
-        log.info("rpc.ok")
+        log.info("rpc.ok", duration_ms=_ms(started))
 
     return wrapper
 
 
-def _log_failure(code: grpc.StatusCode, e: BaseException) -> None:
-    if code == grpc.StatusCode.INTERNAL:
-        log.error("rpc.failed", code=code.name, error=type(e).__name__, exc_info=e)
+def _ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def _log_failure(code: grpc.StatusCode, e: BaseException, started: float) -> None:
+    fields = {"code": code.name, "error": type(e).__name__, "duration_ms": _ms(started)}
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS):
+        log.error("rpc.failed", **fields, exc_info=e)
     else:
-        log.info("rpc.refused", code=code.name, error=type(e).__name__)
+        log.info("rpc.refused", **fields)
+
+
+class _Spool:
+    """One evidence file arriving in an Ingest stream, written to disk and hashed."""
+
+    def __init__(self, path: str, target: Path) -> None:
+        self.path = path
+        self.target = target
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._f = target.open("xb")
+
+    def write(self, data: bytes) -> None:
+        self._f.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+
+    def finish(self) -> ResolvedEvidence:
+        self._f.close()
+        return ResolvedEvidence(self.target, self._hash.hexdigest(), self.size)
+
+    def close(self) -> None:
+        self._f.close()
 
 
 class NodeServicer(pb_grpc.NodeServiceServicer):
@@ -195,61 +229,62 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
     async def _receive(
         self, requests: AsyncIterator[pb.IngestRequest], staging: Path
     ) -> tuple[pb.IngestOptions, list[Decoded], dict[str, ResolvedEvidence]]:
+        """Read an Ingest stream: options, lines, then evidence spooled to `staging`."""
         limits = self.config.limits
         options = pb.IngestOptions()
         lines: list[Decoded] = []
         files: dict[str, ResolvedEvidence] = {}
-        open_file: tuple[str, Any, Any, Path] | None = None  # path, handle, hash, file
-        sizes: dict[str, int] = {}
+        spool: _Spool | None = None
         first = True
-        async for msg in requests:
-            kind = msg.WhichOneof("item")
-            if kind == "options":
-                if not first:
-                    raise InvalidArgumentError("options", "must be the first message")
-                options = msg.options
-            elif kind == "line":
-                if len(lines) >= limits.max_import_lines:
-                    raise InvalidArgumentError("line", f"more than {limits.max_import_lines} lines")
-                n = msg.line.line_number
-                if n == 0:
-                    raise InvalidArgumentError("line.line_number", "must be 1 or more")
-                decoded = decode_line(n, msg.line.json, limits)
-                lines.append(decoded if isinstance(decoded, LineError) else (n, decoded))
-            elif kind == "evidence":
-                chunk = msg.evidence
-                if open_file is None or open_file[0] != chunk.path:
-                    if open_file is not None:
+        try:
+            async for msg in requests:
+                kind = msg.WhichOneof("item")
+                if kind == "options":
+                    if not first:
+                        raise InvalidArgumentError("options", "must be the first message")
+                    options = msg.options
+                elif kind == "line":
+                    if len(lines) >= limits.max_import_lines:
+                        raise InvalidArgumentError(
+                            "line", f"more than {limits.max_import_lines} lines"
+                        )
+                    n = msg.line.line_number
+                    if n == 0:
+                        raise InvalidArgumentError("line.line_number", "must be 1 or more")
+                    decoded = decode_line(n, msg.line.json, limits)
+                    lines.append(decoded if isinstance(decoded, LineError) else (n, decoded))
+                elif kind == "evidence":
+                    chunk = msg.evidence
+                    if spool is None:
+                        if chunk.path in files:
+                            raise InvalidArgumentError(
+                                "evidence.path", "the same file was sent twice"
+                            )
+                        if problem := evidence_path_problem(chunk.path):
+                            raise InvalidArgumentError("evidence.path", problem)
+                        staging.mkdir(parents=True, exist_ok=True)
+                        spool = _Spool(chunk.path, staging / f"{len(files)}.part")
+                    elif spool.path != chunk.path:
                         raise InvalidArgumentError(
                             "evidence.path", "a file's chunks must be contiguous and end with last"
                         )
-                    if chunk.path in files:
-                        raise InvalidArgumentError("evidence.path", "the same file was sent twice")
-                    if problem := evidence_path_problem(chunk.path):
-                        raise InvalidArgumentError("evidence.path", problem)
-                    staging.mkdir(parents=True, exist_ok=True)
-                    target = staging / f"{len(files)}.part"
-                    open_file = (chunk.path, target.open("xb"), hashlib.sha256(), target)
-                path, handle, digest, target = open_file
-                sizes[path] = sizes.get(path, 0) + len(chunk.data)
-                if sizes[path] > limits.max_evidence_file_bytes:
-                    handle.close()
-                    raise InvalidArgumentError(
-                        "evidence.data",
-                        f"a file is over the limit of {limits.max_evidence_file_bytes} bytes",
-                    )
-                await asyncio.to_thread(handle.write, chunk.data)
-                digest.update(chunk.data)
-                if chunk.last:
-                    handle.close()
-                    files[path] = ResolvedEvidence(target, digest.hexdigest(), sizes[path])
-                    open_file = None
-            else:
-                raise InvalidArgumentError("item", "empty message")
-            first = False
-        if open_file is not None:
-            open_file[1].close()
-            raise InvalidArgumentError("evidence.last", "the stream ended inside a file")
+                    if spool.size + len(chunk.data) > limits.max_evidence_file_bytes:
+                        raise InvalidArgumentError(
+                            "evidence.data",
+                            f"a file is over the limit of {limits.max_evidence_file_bytes} bytes",
+                        )
+                    await asyncio.to_thread(spool.write, chunk.data)
+                    if chunk.last:
+                        files[spool.path] = spool.finish()
+                        spool = None
+                else:
+                    raise InvalidArgumentError("item", "empty message")
+                first = False
+            if spool is not None:
+                raise InvalidArgumentError("evidence.last", "the stream ended inside a file")
+        finally:
+            if spool is not None:
+                spool.close()
         if not lines:
             raise InvalidArgumentError("line", "the import holds no records")
         return options, lines, files

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -516,6 +517,45 @@ def test_sigterm_finishes_an_in_flight_stream_and_exits_cleanly(tmp_path: Path) 
     with NodeClient.from_config(config) as c, pytest.raises(ClientError) as e:
         c.search(pb.SearchIncidentsRequest())
     assert e.value.code == "UNAVAILABLE"
+
+
+def test_ctrl_c_shuts_down_cleanly(tmp_path: Path) -> None:
+    config = init_test_node(tmp_path)
+    proc = start_node(config)
+    with NodeClient.from_config(config) as c:
+        assert c.search(pb.SearchIncidentsRequest()).incidents == ()
+    proc.proc.send_signal(signal.SIGINT)
+    assert proc.proc.wait(timeout=30) == 0
+    assert [e["event"] for e in proc.logs()][-1] == "server.stopped"
+
+
+def test_a_missing_evidence_blob_is_data_loss(tmp_path: Path) -> None:
+    config = init_test_node(tmp_path)
+    (tmp_path / "imp" / "m").mkdir(parents=True)
+    (tmp_path / "imp" / "m" / "v.bin").write_bytes(b"evidence")
+    path = tmp_path / "imp" / "i.jsonl"
+    path.write_text(json.dumps(record(evidence=[{"path": "m/v.bin"}])) + "\n")
+    storage = open_storage(config, unlock(config, read_secret(config)))
+    ingest(
+        storage,
+        read_import_file(path, config.limits),
+        FolderEvidence(path.parent, max_bytes=1 << 20),
+        actor="t",
+        source_name="i",
+    )
+    sha = hashlib.sha256(b"evidence").hexdigest()
+    storage.blobs.remove(sha)
+    storage.db.dispose()
+    proc = start_node(config)
+    try:
+        with NodeClient.from_config(config) as c:
+            g = c.search(pb.SearchIncidentsRequest()).incidents[0].global_id
+            with pytest.raises(ClientError) as e:
+                c.get_evidence(g, sha, io.BytesIO(), timeout=10)
+        assert e.value.code == "DATA_LOSS"
+        assert any(x.get("code") == "DATA_LOSS" and x["level"] == "error" for x in proc.logs())
+    finally:
+        proc.stop()
 
 
 def test_users_table_only_holds_token_hashes(node: NodeProcess) -> None:
