@@ -252,9 +252,8 @@ def ingest_cmd(
 ) -> None:
     """Import incidents from a JSON Lines (or .csv) file, with its evidence files."""
     from node.errors import NodeError
-    from node.evidence import FolderEvidence
-    from node.importfile import ImportFileError, read_import_file
-    from node.ingest import ingest
+    from node.importfile import ImportFileError
+    from node.ingest import ingest_file
     from node.render import dumps, print_report
     from node.setup import open_storage, unlock
 
@@ -265,12 +264,10 @@ def ingest_cmd(
         storage = open_storage(config, keys)
         try:
             with _RichProgress(err) as progress:
-                report = ingest(
+                report = ingest_file(
                     storage,
-                    read_import_file(file, config.limits),
-                    FolderEvidence(file.parent, max_bytes=config.limits.max_evidence_file_bytes),
+                    file,
                     actor=f"cli:{getpass.getuser()}",
-                    source_name=file.name,
                     skip_invalid=skip_invalid,
                     progress=progress,
                 )

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import insert, select
@@ -33,8 +34,8 @@ from node.blobstore import BlobStore, EvidenceChangedError
 from node.config import LimitSettings
 from node.db import Database
 from node.errors import StorageError
-from node.evidence import EvidenceProblem, EvidenceResolver, ResolvedEvidence
-from node.importfile import Decoded
+from node.evidence import EvidenceProblem, EvidenceResolver, FolderEvidence, ResolvedEvidence
+from node.importfile import Decoded, read_import_file
 from node.importformat import parse_record
 from node.normalize import NORMALIZATION_VERSION
 from node.records import IncidentInput, IngestReport, LineError
@@ -112,6 +113,29 @@ def ingest(
         evidence_stored=stored,
         evidence_already_held=held,
         errors=tuple(errors),
+    )
+
+
+def ingest_file(
+    storage: NodeStorage,
+    path: Path,
+    *,
+    actor: str,
+    skip_invalid: bool = False,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Import a JSON Lines (or .csv) file; evidence paths are relative to its folder.
+
+    Raises ImportFileError when the file as a whole cannot be imported.
+    """
+    return ingest(
+        storage,
+        read_import_file(path, storage.limits),
+        FolderEvidence(path.parent, max_bytes=storage.limits.max_evidence_file_bytes),
+        actor=actor,
+        source_name=path.name,
+        skip_invalid=skip_invalid,
+        progress=progress,
     )
 
 

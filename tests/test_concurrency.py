@@ -15,9 +15,7 @@ from node.blobstore import BlobStore
 from node.config import LimitSettings
 from node.db import Database
 from node.errors import StorageError
-from node.evidence import FolderEvidence
-from node.importfile import read_import_file
-from node.ingest import NodeStorage, ingest
+from node.ingest import NodeStorage, ingest_file
 from tests.helpers import DATA_KEY, make_storage, record, write_jsonl
 
 WORKERS = 4
@@ -33,12 +31,10 @@ def _import(url: str, root: str, path: str) -> str:
         limits=LimitSettings(),
     )
     try:
-        report = ingest(
+        report = ingest_file(
             storage,
-            read_import_file(Path(path), storage.limits),
-            FolderEvidence(Path(path).parent, max_bytes=1 << 20),
+            Path(path),
             actor="worker",
-            source_name=Path(path).name,
         )
         return f"imported {report.imported} unchanged {report.unchanged}"
     except StorageError as e:

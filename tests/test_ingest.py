@@ -16,9 +16,8 @@ from sqlalchemy import select, text
 
 from node import models as m
 from node.errors import StorageError
-from node.evidence import FolderEvidence
-from node.importfile import ImportFileError, read_import_file
-from node.ingest import NodeStorage, ingest
+from node.importfile import ImportFileError
+from node.ingest import NodeStorage, ingest_file
 from node.records import IngestReport
 from tests.helpers import make_storage, record, small_limits, snapshot, write_jsonl
 
@@ -29,12 +28,10 @@ def storage(database_url: str, tmp_path: Path) -> NodeStorage:
 
 
 def run(storage: NodeStorage, path: Path, *, skip_invalid: bool = False) -> IngestReport:
-    return ingest(
+    return ingest_file(
         storage,
-        read_import_file(path, storage.limits),
-        FolderEvidence(path.parent, max_bytes=storage.limits.max_evidence_file_bytes),
+        path,
         actor="test",
-        source_name=path.name,
         skip_invalid=skip_invalid,
     )
 

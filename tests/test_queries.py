@@ -12,9 +12,7 @@ from crypto.fields import FieldCipher
 from node import models as m
 from node import queries
 from node.errors import InvalidArgumentError, NotFoundError
-from node.evidence import FolderEvidence
-from node.importfile import read_import_file
-from node.ingest import NodeStorage, ingest
+from node.ingest import NodeStorage, ingest_file
 from node.normalize import parse_query_key
 from node.records import SearchFilters
 from tests.helpers import make_storage, record, write_jsonl
@@ -26,12 +24,10 @@ REPO = Path(__file__).resolve().parent.parent
 def storage(database_url: str, tmp_path: Path) -> NodeStorage:
     s = make_storage(database_url, tmp_path / "node")
     path = REPO / "examples" / "incidents.jsonl"
-    report = ingest(
+    report = ingest_file(
         s,
-        read_import_file(path, s.limits),
-        FolderEvidence(path.parent, max_bytes=1 << 30),
+        path,
         actor="t",
-        source_name="sample",
     )
     assert report.imported == 6
     return s
@@ -71,12 +67,10 @@ def test_occurred_date_is_the_local_date(storage: NodeStorage, tmp_path: Path) -
 
     # 23:30 in Chicago on the 1st is the 2nd in UTC; the local date is what counts.
     rec = record("LATE", occurred_at="2025-11-01T23:30:00-05:00")
-    ingest(
+    ingest_file(
         storage,
-        read_import_file(write_jsonl(tmp_path, [rec]), storage.limits),
-        FolderEvidence(tmp_path, max_bytes=1),
+        write_jsonl(tmp_path, [rec]),
         actor="t",
-        source_name="x",
     )
     assert ids(storage, occurred_from=date(2025, 11, 1), occurred_to=date(2025, 11, 1)) == ["LATE"]
     assert ids(storage, occurred_from=date(2025, 11, 2)) == []

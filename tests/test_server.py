@@ -22,9 +22,7 @@ from grpc_status import rpc_status
 from compact.v1 import node_pb2 as pb
 from node.client import ClientError, NodeClient
 from node.db import Database
-from node.evidence import FolderEvidence
-from node.importfile import read_import_file
-from node.ingest import ingest
+from node.ingest import ingest_file
 from node.setup import open_storage, read_secret, unlock
 from node.users import add_user
 from tests.helpers import record
@@ -58,12 +56,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     )
     storage = open_storage(config, unlock(config, read_secret(config)))
     for path in (REPO / "examples" / "incidents.jsonl", root / "extra" / "extra.jsonl"):
-        report = ingest(
+        report = ingest_file(
             storage,
-            read_import_file(path, config.limits),
-            FolderEvidence(path.parent, max_bytes=config.limits.max_evidence_file_bytes),
+            path,
             actor="setup",
-            source_name=path.name,
         )
         assert report.imported > 0
         assert not report.errors
@@ -474,12 +470,10 @@ def test_sigterm_finishes_an_in_flight_stream_and_exits_cleanly(tmp_path: Path) 
         json.dumps(record(evidence=[{"path": "m/v.bin", "media_type": "video/mp4"}])) + "\n"
     )
     storage = open_storage(config, unlock(config, read_secret(config)))
-    ingest(
+    ingest_file(
         storage,
-        read_import_file(path, config.limits),
-        FolderEvidence(path.parent, max_bytes=1 << 30),
+        path,
         actor="t",
-        source_name="i",
     )
     storage.db.dispose()
     proc = start_node(config)
@@ -536,12 +530,10 @@ def test_a_missing_evidence_blob_is_data_loss(tmp_path: Path) -> None:
     path = tmp_path / "imp" / "i.jsonl"
     path.write_text(json.dumps(record(evidence=[{"path": "m/v.bin"}])) + "\n")
     storage = open_storage(config, unlock(config, read_secret(config)))
-    ingest(
+    ingest_file(
         storage,
-        read_import_file(path, config.limits),
-        FolderEvidence(path.parent, max_bytes=1 << 20),
+        path,
         actor="t",
-        source_name="i",
     )
     sha = hashlib.sha256(b"evidence").hexdigest()
     storage.blobs.remove(sha)
