@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -341,11 +341,34 @@ def _ensure_present(storage: NodeStorage, stored: list[ResolvedEvidence]) -> Non
                 storage.blobs.put_file(f.file, f.sha256)
 
 
-def _returning_ids(s: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
-    if not rows:
+def _allocate_ids(s: Session, model: Any, n: int) -> list[int]:
+    """`n` fresh primary keys for `model`, so rows can be inserted without RETURNING.
+
+    SQLite: the write transaction began with BEGIN IMMEDIATE and holds the
+    database's write lock, so max(id) cannot move under us. PostgreSQL: the
+    ids come from the table's own sequence, safe under concurrent writers.
+    """
+    if n == 0:
         return []
-    result = s.execute(insert(model).returning(model.id, sort_by_parameter_order=True), rows)
-    return [row[0] for row in result]
+    if s.get_bind().dialect.name == "postgresql":
+        rows = s.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
+            {"table": model.__tablename__, "n": n},
+        )
+        return [row[0] for row in rows]
+    start = s.execute(select(func.coalesce(func.max(model.id), 0))).scalar_one()
+    return list(range(start + 1, start + 1 + n))
+
+
+def _insert_with_ids(s: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
+    ids = _allocate_ids(s, model, len(rows))
+    for row, ident in zip(rows, ids, strict=True):
+        row["id"] = ident
+    if rows:
+        s.execute(insert(model.__table__), rows)
+    return ids
 
 
 def _insert_batch(
@@ -394,7 +417,7 @@ def _insert_batch(
                 "recorded_at": now,
             }
         )
-    incident_ids = _returning_ids(s, m.Incident, incident_rows)
+    incident_ids = _insert_with_ids(s, m.Incident, incident_rows)
 
     conduct_rows, obs_rows, people_rows, evidence_rows = [], [], [], []
     obs_keys: list[tuple[Any, ...]] = []
@@ -457,18 +480,18 @@ def _insert_batch(
             )
             evidence_meta.append((r, pos))
     if conduct_rows:
-        s.execute(insert(m.IncidentConduct), conduct_rows)
-    obs_ids = _returning_ids(s, m.AgentObservation, obs_rows)
+        s.execute(insert(m.IncidentConduct.__table__), conduct_rows)
+    obs_ids = _insert_with_ids(s, m.AgentObservation, obs_rows)
     key_rows = [
         {"observation_id": oid, "kind": k.kind, "value": k.value}
         for oid, keys in zip(obs_ids, obs_keys, strict=True)
         for k in keys
     ]
     if key_rows:
-        s.execute(insert(m.IdentifierKeyRow), key_rows)
+        s.execute(insert(m.IdentifierKeyRow.__table__), key_rows)
     if people_rows:
-        s.execute(insert(m.Person), people_rows)
-    evidence_ids = _returning_ids(s, m.EvidenceItem, evidence_rows)
+        s.execute(insert(m.Person.__table__), people_rows)
+    evidence_ids = _insert_with_ids(s, m.EvidenceItem, evidence_rows)
     custody_rows: list[dict[str, Any]] = []
     for evidence_id, (r, pos), row in zip(evidence_ids, evidence_meta, evidence_rows, strict=True):
         item = r.record.evidence[pos]
@@ -498,4 +521,4 @@ def _insert_batch(
             }
         )
     if custody_rows:
-        s.execute(insert(m.CustodyEvent), custody_rows)
+        s.execute(insert(m.CustodyEvent.__table__), custody_rows)

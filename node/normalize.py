@@ -74,6 +74,8 @@ without repeating the query.
 
 from __future__ import annotations
 
+import functools
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Final
@@ -114,8 +116,23 @@ class KeyQueryError(ValueError):
     """A search key that cannot be parsed or yields no key (the message says why)."""
 
 
+_ASCII_SEPARATORS: Final = re.compile(r"[^a-z0-9]+")
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def normalize_text(text: str) -> str:
-    """NFKD, combining marks removed, case-folded, non-alphanumeric runs as one space, trimmed."""
+    """NFKD, combining marks removed, case-folded, non-alphanumeric runs as one space, trimmed.
+
+    Pure, so cached: the same agents recur across many incidents. ASCII text takes
+    an exact shortcut (NFKD and combining marks change nothing there, casefold is
+    lower, and isalnum is [A-Za-z0-9]); a test checks it against the general path.
+    """
+    if text.isascii():
+        return _ASCII_SEPARATORS.sub(" ", text.lower()).strip()
+    return _normalize_unicode(text)
+
+
+def _normalize_unicode(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
     return " ".join("".join(c if c.isalnum() else " " for c in folded).split())
@@ -195,6 +212,19 @@ def identifier_keys(
     incident_state: str,
 ) -> list[IdentifierKey]:
     """Every key of one agent observation, in ``KEY_KINDS`` order, without duplicates."""
+    return list(_identifier_keys(agency, name, badge, unit, plate, incident_state))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _identifier_keys(
+    agency: str | None,
+    name: str | None,
+    badge: str | None,
+    unit: str | None,
+    plate: str | None,
+    incident_state: str,
+) -> tuple[IdentifierKey, ...]:
+    # Pure, so cached: one agent is usually observed at many incidents.
     _check_state(incident_state)
     candidates = [
         badge_key(agency, badge) if badge is not None else None,
@@ -209,7 +239,7 @@ def identifier_keys(
     for key in candidates:
         if key is not None and key not in keys:
             keys.append(key)
-    return keys
+    return tuple(keys)
 
 
 def _split_agency(kind: str, raw: str) -> tuple[str, str]:

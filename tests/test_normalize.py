@@ -334,3 +334,10 @@ def test_identifier_keys_never_raise_and_are_well_formed(
             assert key.value.startswith(f"{agency}:")
         # A stored key, typed as a query, finds itself.
         assert parse_query_key(str(key), default_state=state) == key
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_the_ascii_shortcut_equals_the_general_rule(text: str) -> None:
+    from node.normalize import _normalize_unicode
+
+    assert normalize_text(text) == _normalize_unicode(text)
