@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -341,6 +341,11 @@ def _ensure_present(storage: NodeStorage, stored: list[ResolvedEvidence]) -> Non
                 storage.blobs.put_file(f.file, f.sha256)
 
 
+def _table(model: type[m.Base]) -> Table:
+    """The Core table of a model: plain executemany, without the ORM's per-row work."""
+    return m.Base.metadata.tables[model.__tablename__]
+
+
 def _allocate_ids(s: Session, model: Any, n: int) -> list[int]:
     """`n` fresh primary keys for `model`, so rows can be inserted without RETURNING.
 
@@ -367,7 +372,7 @@ def _insert_with_ids(s: Session, model: Any, rows: list[dict[str, Any]]) -> list
     for row, ident in zip(rows, ids, strict=True):
         row["id"] = ident
     if rows:
-        s.execute(insert(model.__table__), rows)
+        s.execute(insert(_table(model)), rows)
     return ids
 
 
@@ -480,7 +485,7 @@ def _insert_batch(
             )
             evidence_meta.append((r, pos))
     if conduct_rows:
-        s.execute(insert(m.IncidentConduct.__table__), conduct_rows)
+        s.execute(insert(_table(m.IncidentConduct)), conduct_rows)
     obs_ids = _insert_with_ids(s, m.AgentObservation, obs_rows)
     key_rows = [
         {"observation_id": oid, "kind": k.kind, "value": k.value}
@@ -488,9 +493,9 @@ def _insert_batch(
         for k in keys
     ]
     if key_rows:
-        s.execute(insert(m.IdentifierKeyRow.__table__), key_rows)
+        s.execute(insert(_table(m.IdentifierKeyRow)), key_rows)
     if people_rows:
-        s.execute(insert(m.Person.__table__), people_rows)
+        s.execute(insert(_table(m.Person)), people_rows)
     evidence_ids = _insert_with_ids(s, m.EvidenceItem, evidence_rows)
     custody_rows: list[dict[str, Any]] = []
     for evidence_id, (r, pos), row in zip(evidence_ids, evidence_meta, evidence_rows, strict=True):
@@ -521,4 +526,4 @@ def _insert_batch(
             }
         )
     if custody_rows:
-        s.execute(insert(m.CustodyEvent.__table__), custody_rows)
+        s.execute(insert(_table(m.CustodyEvent)), custody_rows)
