@@ -11,14 +11,16 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import queue
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
-from crypto.blobs import decrypt_stream, encrypt_file
+from crypto.blobs import BlobEncryptor, decrypt_stream
 from node.errors import StorageError
 
 _HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
@@ -44,20 +46,52 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-class _HashingReader:
-    """Wraps a file so the bytes read through it are hashed on the way."""
+class _ChunkReader:
+    """Reads and hashes a file on its own thread; iterate to get its chunks in order."""
+
+    _DEPTH = 4  # chunks in flight: bounds memory at _DEPTH * _READ
 
     def __init__(self, path: Path) -> None:
-        self._f = path.open("rb")
-        self.hash = hashlib.sha256()
+        self._path = path
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(self._DEPTH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="blob-reader", daemon=True)
+        self._thread.start()
 
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self.hash.update(data)
-        return data
+    def _put(self, item: bytes | BaseException | None) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            with self._path.open("rb") as f:
+                while chunk := f.read(_READ):
+                    self._hash.update(chunk)
+                    if not self._put(chunk):
+                        return
+            self._put(None)
+        except BaseException as e:  # noqa: BLE001 - handed to the consuming thread
+            self._put(e)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def hexdigest(self) -> str:
+        self._thread.join()
+        return self._hash.hexdigest()
 
     def close(self) -> None:
-        self._f.close()
+        self._stop.set()
+        self._thread.join()
 
 
 class BlobStore:
@@ -79,19 +113,25 @@ class BlobStore:
 
         The file is hashed again while it is encrypted: if it changed since
         `sha256` was computed, nothing is stored and EvidenceChangedError is raised.
+        Reading and hashing run on a second thread, overlapping encryption and
+        writing (both release the GIL); at most a few chunks are in memory.
         """
         final = self.path_for(sha256)
         if final.is_file():
             return False
         self._staging.mkdir(parents=True, exist_ok=True)
         tmp = self._staging / f"{sha256}.{secrets.token_hex(8)}"
-        reader = _HashingReader(src)
+        reader = _ChunkReader(src)
         try:
+            encryptor = BlobEncryptor(self._key, bytes.fromhex(sha256))
             with tmp.open("xb") as dst:
-                encrypt_file(reader, dst, data_key=self._key, sha256_digest=bytes.fromhex(sha256))  # type: ignore[arg-type]
+                dst.write(encryptor.header())
+                for chunk in reader:
+                    dst.write(encryptor.update(chunk))
+                dst.write(encryptor.finalize())
                 dst.flush()
                 os.fsync(dst.fileno())
-            if reader.hash.hexdigest() != sha256:
+            if reader.hexdigest() != sha256:
                 raise EvidenceChangedError("an evidence file changed while it was being imported")
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +42,7 @@ from node.normalize import NORMALIZATION_VERSION
 from node.records import IncidentInput, IngestReport, LineError
 
 _BATCH = 500
+_HASH_THREADS = 2  # hashing releases the GIL; more threads only contend for the disk
 _CHUNK = 500  # bound on IN (...) lists
 
 
@@ -163,21 +165,32 @@ def _resolve_evidence(
     errors: list[LineError],
     progress: Progress,
 ) -> list[_Ready]:
-    total = sum(len(r.evidence) for r in records)
-    if total:
-        progress.phase("checking evidence", total)
+    """Find, check and hash every evidence file; distinct files are hashed in parallel."""
+    paths = list(dict.fromkeys(item.path for r in records for item in r.evidence))
+    resolved: dict[str, ResolvedEvidence | EvidenceProblem] = {}
+    if paths:
+        progress.phase("checking evidence", len(paths))
+
+        def resolve(path: str) -> ResolvedEvidence | EvidenceProblem:
+            try:
+                return resolver.resolve(path)
+            except EvidenceProblem as e:
+                return e
+
+        with ThreadPoolExecutor(max_workers=_HASH_THREADS) as pool:
+            for path, result in zip(paths, pool.map(resolve, paths), strict=True):
+                resolved[path] = result
+                progress.advance()
     ready = []
     for record in records:
         files: list[ResolvedEvidence] = []
-        ok = True
         for i, item in enumerate(record.evidence):
-            progress.advance()
-            try:
-                files.append(resolver.resolve(item.path))
-            except EvidenceProblem as e:
-                errors.append(LineError(record.line_number, f"evidence[{i}].path", str(e)))
-                ok = False
-        if ok:
+            result = resolved[item.path]
+            if isinstance(result, EvidenceProblem):
+                errors.append(LineError(record.line_number, f"evidence[{i}].path", str(result)))
+            else:
+                files.append(result)
+        if len(files) == len(record.evidence):
             digest = hashlib.sha256(record.canonical_hash.encode())
             for f in files:
                 digest.update(f":{f.sha256}".encode())
