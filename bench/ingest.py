@@ -639,6 +639,7 @@ def bench_incidents(
     db_file = workdir / "node.db"
     storage = open_storage(sqlite_url(db_file), workdir / "node")
     try:
+        settle_disk()
         timed = timed_import(storage, import_file, "sqlite import")
     finally:
         storage.db.dispose()
@@ -651,6 +652,7 @@ def bench_incidents(
     migrate_sqlite(raw_file)
     total = sum(len(data) for _cols, data in rows.values())
     say(f"raw baseline: executemany of {total:,} rows")
+    settle_disk()
     raw_seconds = raw_executemany(raw_file, rows)
     say(f"raw baseline: {raw_seconds:.2f} s")
     result = IncidentResult(
@@ -695,6 +697,7 @@ def bench_postgres(
     try:
         storage = open_storage(f"{base}/{name}", workdir / "pg-node")
         try:
+            settle_disk()
             timed = timed_import(storage, import_file, "postgres import")
             rows = count_rows(storage.db)
         finally:
@@ -757,6 +760,17 @@ def write_fsync(folder: Path, total_bytes: int, block: bytes) -> float:
     return seconds
 
 
+def settle_disk() -> None:
+    """Flush what earlier parts left to write back, so it does not compete with this part.
+
+    Used before each part that writes to disk: the incident imports leave
+    hundreds of MiB of dirty pages (SQLite, PostgreSQL's WAL and checkpoints).
+    """
+    os.sync()
+    time.sleep(1.0)
+    os.sync()
+
+
 def bench_evidence(
     workdir: Path, total_mib: int, file_mib: int, *, seed: int = 1
 ) -> EvidenceResult:
@@ -770,6 +784,7 @@ def bench_evidence(
     say(f"evidence baseline: {baseline:.2f} s")
 
     read_files(files)
+    settle_disk()
     storage = open_storage(sqlite_url(workdir / "evidence-node.db"), workdir / "evidence-node")
     try:
         timed = timed_import(storage, import_file, "evidence import")
@@ -779,6 +794,7 @@ def bench_evidence(
         raise BenchError(f"stored {timed.report.evidence_stored} of {len(files)} evidence files")
 
     say("context: plain write + fsync of the same number of bytes")
+    settle_disk()
     write_seconds = write_fsync(workdir / "write-fsync", total, evidence_block(seed))
     return EvidenceResult(
         files=len(files),

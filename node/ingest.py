@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +42,8 @@ from node.normalize import NORMALIZATION_VERSION
 from node.records import IncidentInput, IngestReport, LineError
 
 _BATCH = 500
-_HASH_THREADS = 2  # hashing releases the GIL; more threads only contend for the disk
+_HASH_THREADS = 2
+_STORE_THREADS = 2  # hashing releases the GIL; more threads only contend for the disk
 _CHUNK = 500  # bound on IN (...) lists
 
 
@@ -269,10 +270,20 @@ def _write(
     try:
         if to_store:
             progress.phase("storing evidence", sum(f.size for f in to_store))
-        for f in to_store:
-            if storage.blobs.put_file(f.file, f.sha256):
-                new_blobs.append(f.sha256)
-            progress.advance(f.size)
+        # Two files at a time: one encrypts while the other's fsync waits on the disk.
+        with ThreadPoolExecutor(max_workers=_STORE_THREADS) as pool:
+            futures = {pool.submit(storage.blobs.put_file, f.file, f.sha256): f for f in to_store}
+            failure: BaseException | None = None
+            for future in as_completed(futures):
+                f = futures[future]
+                try:
+                    if future.result():
+                        new_blobs.append(f.sha256)
+                except BaseException as e:  # noqa: BLE001 - re-raised below, after the others
+                    failure = failure or e
+                progress.advance(f.size)
+            if failure is not None:
+                raise failure
         progress.phase("writing records", len(ready))
         with storage.db.write() as s:
             if to_store:
