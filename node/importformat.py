@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -358,11 +358,3 @@ def decode_line(line_number: int, raw: bytes, limits: LimitSettings) -> Any | Li
     except RecursionError:
         return LineError(line_number, "", "not valid JSON (nested too deeply)")
 
-
-def evidence_paths(records: Sequence[IncidentInput]) -> list[str]:
-    """Distinct evidence paths named by `records`, in first-seen order."""
-    seen: dict[str, None] = {}
-    for record in records:
-        for item in record.evidence:
-            seen.setdefault(item.path, None)
-    return list(seen)

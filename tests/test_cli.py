@@ -305,6 +305,12 @@ def test_the_database_url_environment_variable_switches_to_postgresql(
     )
     assert result.returncode == 1
     assert "compact db upgrade" in result.stderr
+    # ... which `compact db upgrade` creates, after which that database works too.
+    env = {"COMPACT_DATABASE_URL": ""}
+    upgraded = compact("db", "upgrade", "--data-dir", str(tmp_path / "il"), env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "schema at 0001" in upgraded.stdout
+    assert compact("ingest", SAMPLE, "--data-dir", str(tmp_path / "il"), env=env).returncode == 0
 
 
 def test_cli_honours_data_dir_from_the_environment(tmp_path: Path) -> None:
