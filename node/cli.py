@@ -314,12 +314,12 @@ def _run_client(action: Callable[[], None]) -> None:
         _fail(f"{e} ({e.code})")
 
 
-def _search(data_dir: Path, request: Any, limit: int, as_json: bool) -> None:
+def _search(data_dir: Path, query: Any, limit: int, as_json: bool) -> None:
     from node.render import dumps, stdout_console, summaries_table
 
     def run() -> None:
         with _client(data_dir) as client:
-            rows = [s for page in client.search_all(request, limit=limit) for s in page.incidents]
+            rows = [s for page in client.search_all(query, limit=limit) for s in page.incidents]
         if as_json:
             click.echo(dumps(rows))
         else:
@@ -335,9 +335,9 @@ def _search(data_dir: Path, request: Any, limit: int, as_json: bool) -> None:
 @json_option
 def incidents_list(data_dir: Path, limit: int, as_json: bool) -> None:
     """The newest incidents."""
-    from compact.v1 import node_pb2 as pb
+    from node.records import SearchQuery
 
-    _search(data_dir, pb.SearchIncidentsRequest(), limit, as_json)
+    _search(data_dir, SearchQuery(), limit, as_json)
 
 
 @incidents.command("search")
@@ -368,19 +368,19 @@ def incidents_search(
     as_json: bool,
 ) -> None:
     """Incidents matching every filter given."""
-    from compact.v1 import node_pb2 as pb
+    from node.records import SearchQuery
 
-    request = pb.SearchIncidentsRequest(
+    query = SearchQuery(
         occurred_from=occurred_from,
         occurred_to=occurred_to,
         county=county,
         location_kind=location_kind,
-        conduct=list(conduct),
+        conduct=conduct,
         agency=agency,
         status=status,
         identifier_key=identifier_key,
     )
-    _search(data_dir, request, limit, as_json)
+    _search(data_dir, query, limit, as_json)
 
 
 @incidents.command("show")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -22,7 +23,7 @@ from compact.v1 import node_pb2_grpc as pb_grpc
 from node import serde
 from node.config import Config
 from node.errors import NodeError
-from node.records import EvidenceView, IncidentView, IngestReport, SearchPage
+from node.records import EvidenceView, IncidentView, IngestReport, SearchPage, SearchQuery
 
 EVIDENCE_CHUNK = 256 * 1024
 
@@ -124,26 +125,27 @@ class NodeClient:
             raise _translate(e, self.endpoint) from None
         return serde.incident_from_proto(response.incident)
 
-    def search(self, request: pb.SearchIncidentsRequest) -> SearchPage:
+    def search(self, query: SearchQuery) -> SearchPage:
         try:
             response = self._stub.SearchIncidents(
-                request, timeout=self._deadline, metadata=self._metadata
+                serde.query_to_proto(query), timeout=self._deadline, metadata=self._metadata
             )
         except grpc.RpcError as e:
             raise _translate(e, self.endpoint) from None
         return serde.page_from_proto(response)
 
-    def search_all(self, request: pb.SearchIncidentsRequest, *, limit: int) -> Iterator[SearchPage]:
+    def search_all(self, query: SearchQuery, *, limit: int) -> Iterator[SearchPage]:
         """Pages until `limit` results or the end."""
         seen = 0
+        token = ""
         while True:
-            request.page_size = min(500, max(1, limit - seen))
-            page = self.search(request)
+            size = min(500, max(1, limit - seen))
+            page = self.search(replace(query, page_size=size, page_token=token))
             seen += len(page.incidents)
             yield page
             if not page.next_page_token or seen >= limit:
                 return
-            request.page_token = page.next_page_token
+            token = page.next_page_token
 
     def get_evidence(
         self, global_id: str, sha256: str, out: BinaryIO, *, timeout: float

@@ -357,4 +357,3 @@ def decode_line(line_number: int, raw: bytes, limits: LimitSettings) -> Any | Li
         return LineError(line_number, "", f"not valid JSON ({e.msg} at column {e.colno})")
     except RecursionError:
         return LineError(line_number, "", "not valid JSON (nested too deeply)")
-

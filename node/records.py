@@ -193,6 +193,22 @@ class IncidentSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """A search as a caller states it: raw text, validated by the node (`SearchFilters`)."""
+
+    occurred_from: str = ""
+    occurred_to: str = ""
+    county: str = ""
+    location_kind: str = ""
+    conduct: tuple[str, ...] = ()
+    agency: str = ""
+    status: str = ""
+    identifier_key: str = ""
+    page_size: int = 0
+    page_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SearchFilters:
     occurred_from: date | None = None
     occurred_to: date | None = None

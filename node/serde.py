@@ -21,6 +21,7 @@ from node.records import (
     LocationInput,
     PersonInput,
     SearchPage,
+    SearchQuery,
     Timestamp,
 )
 
@@ -204,6 +205,36 @@ def summary_from_proto(msg: pb.IncidentSummary) -> IncidentSummary:
         agencies=tuple(msg.agencies),
         agent_count=msg.agent_count,
         evidence_count=msg.evidence_count,
+    )
+
+
+def query_to_proto(q: SearchQuery) -> pb.SearchIncidentsRequest:
+    return pb.SearchIncidentsRequest(
+        occurred_from=q.occurred_from,
+        occurred_to=q.occurred_to,
+        county=q.county,
+        location_kind=q.location_kind,
+        conduct=list(q.conduct),
+        agency=q.agency,
+        status=q.status,
+        identifier_key=q.identifier_key,
+        page_size=q.page_size,
+        page_token=q.page_token,
+    )
+
+
+def query_from_proto(msg: pb.SearchIncidentsRequest) -> SearchQuery:
+    return SearchQuery(
+        occurred_from=msg.occurred_from,
+        occurred_to=msg.occurred_to,
+        county=msg.county,
+        location_kind=msg.location_kind,
+        conduct=tuple(msg.conduct),
+        agency=msg.agency,
+        status=msg.status,
+        identifier_key=msg.identifier_key,
+        page_size=msg.page_size,
+        page_token=msg.page_token,
     )
 
 

@@ -46,7 +46,7 @@ from node.importfile import Decoded
 from node.importformat import decode_line, evidence_path_problem
 from node.ingest import NodeStorage, ingest
 from node.normalize import KeyQueryError, parse_query_key
-from node.records import IngestReport, LineError, SearchFilters
+from node.records import IngestReport, LineError, SearchFilters, SearchQuery
 from node.setup import clear_server_info, write_server_info
 from node.users import Permission, Principal, authenticate
 from node.vocab import AGENCY, CONDUCT, LOCATION_KIND, STATUS
@@ -310,13 +310,14 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         self, request: pb.SearchIncidentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SearchIncidentsResponse:
         await self._principal(context, Permission.READ)
-        filters = search_filters(request, default_state=self.config.node.state)
+        query = serde.query_from_proto(request)
+        filters = search_filters(query, default_state=self.config.node.state)
         page = await asyncio.to_thread(
             queries.search,
             self.storage.db,
             filters,
-            page_size=request.page_size,
-            page_token=request.page_token,
+            page_size=query.page_size,
+            page_token=query.page_token,
         )
         return serde.page_to_proto(page)
 
@@ -353,7 +354,7 @@ def _check_global_id(value: str) -> None:
         raise InvalidArgumentError("global_id", "expected a global incident id such as IL-<uuid>")
 
 
-def search_filters(request: pb.SearchIncidentsRequest, *, default_state: str) -> SearchFilters:
+def search_filters(request: SearchQuery, *, default_state: str) -> SearchFilters:
     """Validate a search request's filters; errors name the field."""
 
     def vocab(field: str, value: str, allowed: frozenset[str]) -> str | None:

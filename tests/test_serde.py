@@ -112,3 +112,22 @@ def test_report_round_trip() -> None:
 def test_offsets_are_kept() -> None:
     msg = serde.incident_to_proto(incident())
     assert msg.occurred_at == "2025-10-04T07:15:00-05:00"
+
+
+def test_search_query_round_trip() -> None:
+    from node.records import SearchQuery
+
+    q = SearchQuery(
+        occurred_from="2025-10-01",
+        occurred_to="2025-10-31",
+        county="Cook",
+        location_kind="school",
+        conduct=("masked_agent", "other"),
+        agency="ICE-ERO",
+        status="reported",
+        identifier_key="badge:ICE-ERO:04471",
+        page_size=20,
+        page_token="abc",
+    )
+    assert serde.query_from_proto(serde.query_to_proto(q)) == q
+    assert serde.query_from_proto(serde.query_to_proto(SearchQuery())) == SearchQuery()

@@ -23,6 +23,7 @@ from compact.v1 import node_pb2 as pb
 from node.client import ClientError, NodeClient
 from node.db import Database
 from node.ingest import ingest_file
+from node.records import SearchQuery
 from node.setup import open_storage, read_secret, unlock
 from node.users import add_user
 from tests.helpers import record
@@ -87,13 +88,13 @@ def channel(node: NodeProcess) -> grpc.Channel:
 
 def search(node: NodeProcess, user: str | None = None, **filters: object) -> list[str]:
     with client(node, user) as c:
-        page = c.search(pb.SearchIncidentsRequest(**filters))  # type: ignore[arg-type]
+        page = c.search(SearchQuery(**filters))  # type: ignore[arg-type]
     return [s.external_id for s in page.incidents]
 
 
 def gid(node: NodeProcess, external_id: str) -> str:
     with client(node) as c:
-        for page in c.search_all(pb.SearchIncidentsRequest(), limit=1000):
+        for page in c.search_all(SearchQuery(), limit=1000):
             for s in page.incidents:
                 if s.external_id == external_id:
                     return s.global_id
@@ -147,7 +148,7 @@ def test_no_token_is_unauthenticated(node: NodeProcess) -> None:
 def test_a_wrong_token_is_unauthenticated(node: NodeProcess) -> None:
     c = NodeClient.from_config(node.config, token="cpt_" + "A" * 43)
     with c, pytest.raises(ClientError) as e:
-        c.search(pb.SearchIncidentsRequest())
+        c.search(SearchQuery())
     assert e.value.code == "UNAUTHENTICATED"
 
 
@@ -228,17 +229,15 @@ def test_search_filters(node: NodeProcess, filters: dict[str, object], expected:
 def test_search_pages_through_everything_once(node: NodeProcess) -> None:
     seen: list[str] = []
     with client(node) as c:
-        request = pb.SearchIncidentsRequest(page_size=2)
+        query = SearchQuery(page_size=2)
         while True:
-            page = c.search(request)
+            page = c.search(query)
             seen += [s.global_id for s in page.incidents]
             if not page.next_page_token:
                 break
-            request.page_token = page.next_page_token
+            query = SearchQuery(page_size=2, page_token=page.next_page_token)
     with client(node) as c:
-        everything = [
-            s.global_id for s in c.search(pb.SearchIncidentsRequest(page_size=500)).incidents
-        ]
+        everything = [s.global_id for s in c.search(SearchQuery(page_size=500)).incidents]
     assert len(seen) == len(set(seen)) >= 7
     assert seen == everything
 
@@ -260,7 +259,7 @@ def test_invalid_search_arguments_name_the_field(
     node: NodeProcess, filters: dict[str, object], field: str
 ) -> None:
     with client(node) as c, pytest.raises(ClientError) as e:
-        c.search(pb.SearchIncidentsRequest(**filters))  # type: ignore[arg-type]
+        c.search(SearchQuery(**filters))  # type: ignore[arg-type]
     assert e.value.code == "INVALID_ARGUMENT"
     assert str(e.value).startswith(f"{field}:")
 
@@ -490,7 +489,7 @@ def test_sigterm_finishes_an_in_flight_stream_and_exits_cleanly(tmp_path: Path) 
     def fetch() -> None:
         try:
             with NodeClient.from_config(config) as c:
-                g = c.search(pb.SearchIncidentsRequest()).incidents[0].global_id
+                g = c.search(SearchQuery()).incidents[0].global_id
                 c.get_evidence(g, hashlib.sha256(data).hexdigest(), Out(), timeout=60)
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
@@ -509,7 +508,7 @@ def test_sigterm_finishes_an_in_flight_stream_and_exits_cleanly(tmp_path: Path) 
     assert not (config.run_dir / "server.json").exists()
     # After shutdown, new calls are refused.
     with NodeClient.from_config(config) as c, pytest.raises(ClientError) as e:
-        c.search(pb.SearchIncidentsRequest())
+        c.search(SearchQuery())
     assert e.value.code == "UNAVAILABLE"
 
 
@@ -517,7 +516,7 @@ def test_ctrl_c_shuts_down_cleanly(tmp_path: Path) -> None:
     config = init_test_node(tmp_path)
     proc = start_node(config)
     with NodeClient.from_config(config) as c:
-        assert c.search(pb.SearchIncidentsRequest()).incidents == ()
+        assert c.search(SearchQuery()).incidents == ()
     proc.proc.send_signal(signal.SIGINT)
     assert proc.proc.wait(timeout=30) == 0
     assert [e["event"] for e in proc.logs()][-1] == "server.stopped"
@@ -541,7 +540,7 @@ def test_a_missing_evidence_blob_is_data_loss(tmp_path: Path) -> None:
     proc = start_node(config)
     try:
         with NodeClient.from_config(config) as c:
-            g = c.search(pb.SearchIncidentsRequest()).incidents[0].global_id
+            g = c.search(SearchQuery()).incidents[0].global_id
             with pytest.raises(ClientError) as e:
                 c.get_evidence(g, sha, io.BytesIO(), timeout=10)
         assert e.value.code == "DATA_LOSS"
