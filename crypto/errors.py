@@ -13,7 +13,15 @@ failures of the underlying libraries are not chained to them (they are raised
 
 from __future__ import annotations
 
-__all__ = ["CryptoError", "DecryptionError", "KeyFormatError", "VerificationError"]
+__all__ = [
+    "CryptoError",
+    "DecryptionError",
+    "EncodingError",
+    "KeyFormatError",
+    "PolicyError",
+    "ThresholdError",
+    "VerificationError",
+]
 
 
 class CryptoError(Exception):
@@ -40,3 +48,28 @@ class KeyFormatError(CryptoError):
 
 class VerificationError(CryptoError):
     """A signature or proof did not verify."""
+
+
+class ThresholdError(VerificationError):
+    """Fewer distinct authorised signers (or valid shares) than the threshold requires.
+
+    Raised after every signature or share was checked: the message says how many
+    distinct authorised keys verified and how many were required, never which.
+    """
+
+
+class EncodingError(CryptoError):
+    """Untrusted input that is not a well-formed encoding of what it claims to be.
+
+    A note, checkpoint or envelope that does not parse; a group element or scalar
+    that is not canonical, is the identity, or has the wrong length; a proof of
+    the wrong size; a sealed stream whose framing is broken.
+    """
+
+
+class PolicyError(CryptoError):
+    """A verification policy that must not be used: it would fail open.
+
+    A threshold below 1 or above the number of keys, duplicate key ids, an empty
+    key set. Raised when the policy is built, before anything is verified.
+    """
