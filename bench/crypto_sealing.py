@@ -52,6 +52,7 @@ from typing import Any, Final
 import nacl
 import nacl.bindings as sodium
 
+from crypto import x25519
 from crypto.sealing import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_SIZE,
@@ -68,8 +69,8 @@ GOAL: Final = 0.8  # ours / raw, at least, for seal and for open
 # smallest's by less than this.
 MEMORY_GOAL_KIB: Final = 8 * 1024
 # Fixed keys for generated data only.
-_SECRET: Final = bytes(range(1, 33))
-_PUBLIC: Final = sodium.crypto_scalarmult_base(_SECRET)
+_SECRET: Final = x25519.PrivateKey.from_bytes(bytes(range(1, 33)))
+_PUBLIC: Final = _SECRET.public_key
 _RAW_KEY: Final = bytes(range(32, 64))
 _TAG_MESSAGE: Final = sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
 _TAG_FINAL: Final = sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL

@@ -34,23 +34,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from nacl.signing import SigningKey, VerifyKey
-
 from crypto.errors import EncodingError, PolicyError, ThresholdError, VerificationError
 from crypto.note import (
-    _CONTROL,
-    _SURROGATE,
+    CONTROL,
+    SURROGATE,
     KeyHash,
     NoteVerifier,
     Signature,
     Signer,
     Verifier,
-    _b64decode_canonical,
-    _b64encode,
-    _load_verify_key,
-    _text_problem,
-    _verify_ed25519,
     add_signature_lines,
+    b64decode_canonical,
+    b64encode,
     decode_vkey,
     encode_vkey,
     is_valid_key_name,
@@ -58,7 +53,9 @@ from crypto.note import (
     open_note,
     parse_signature_line,
     sign_note,
+    text_problem,
 )
+from crypto.signing import PublicKey, SigningKey
 
 __all__ = [
     "COSIGNATURE_V1_HEADER",
@@ -99,9 +96,9 @@ def _line_problem(line: object, what: str) -> str | None:
         return f"{what} is not a string"
     if not line:
         return f"{what} is empty"
-    if "\n" in line or _CONTROL.search(line):
+    if "\n" in line or CONTROL.search(line):
         return f"{what} contains a newline or control character"
-    if _SURROGATE.search(line):
+    if SURROGATE.search(line):
         return f"{what} is not valid Unicode"
     return None
 
@@ -137,7 +134,7 @@ class Checkpoint:
 
     def to_text(self) -> str:
         """The note text (checkpoint body), ending with a newline."""
-        lines = [self.origin, str(self.size), _b64encode(self.root_hash), *self.extensions]
+        lines = [self.origin, str(self.size), b64encode(self.root_hash), *self.extensions]
         return "".join(line + "\n" for line in lines)
 
 
@@ -149,7 +146,7 @@ def parse_checkpoint(text: str) -> Checkpoint:
     """
     if not isinstance(text, str):
         raise TypeError("text must be str")
-    problem = _text_problem(text)
+    problem = text_problem(text)
     if problem:
         raise EncodingError(f"malformed checkpoint: {problem}")
     lines = text[:-1].split("\n")
@@ -160,7 +157,7 @@ def parse_checkpoint(text: str) -> Checkpoint:
         raise EncodingError("malformed checkpoint: empty origin")
     if not _SIZE.fullmatch(size) or int(size) > MAX_TREE_SIZE:
         raise EncodingError("malformed checkpoint: tree size is not a decimal uint64")
-    root_hash = _b64decode_canonical(root)
+    root_hash = b64decode_canonical(root)
     if root_hash is None or len(root_hash) != ROOT_HASH_SIZE:
         raise EncodingError("malformed checkpoint: root hash is not base64 of 32 bytes")
     if not all(extensions):
@@ -211,14 +208,15 @@ class CosignatureVerifier:
     """A witness's Ed25519 cosignature key (type ``0x04``)."""
 
     name: str
-    key: VerifyKey
+    key: PublicKey
     key_hash: KeyHash = field(init=False)
 
     def __post_init__(self) -> None:
         if not is_valid_key_name(self.name):
             raise ValueError("invalid key name")
-        _load_verify_key(self.key)
-        digest = key_hash(self.name, SIG_TYPE_COSIGNATURE_V1, bytes(self.key))
+        if not isinstance(self.key, PublicKey):
+            raise TypeError("key must be a crypto.signing.PublicKey")
+        digest = key_hash(self.name, SIG_TYPE_COSIGNATURE_V1, self.key.raw)
         object.__setattr__(self, "key_hash", digest)
 
     @classmethod
@@ -227,21 +225,26 @@ class CosignatureVerifier:
         name, sig_type, public_key = decode_vkey(vkey)
         if sig_type != SIG_TYPE_COSIGNATURE_V1:
             raise EncodingError("verifier key is not an Ed25519 cosignature key (type 0x04)")
-        return cls(name, VerifyKey(public_key))
+        return cls(name, PublicKey.from_bytes(public_key))
 
     @property
     def vkey(self) -> str:
-        return encode_vkey(self.name, SIG_TYPE_COSIGNATURE_V1, bytes(self.key))
+        return encode_vkey(self.name, SIG_TYPE_COSIGNATURE_V1, self.key.raw)
 
     def verify(self, text: bytes, signature: bytes) -> None:
         ok = len(signature) == _COSIGNATURE_SIZE
         if ok:
             timestamp = int.from_bytes(signature[:_TIMESTAMP_SIZE], "big")
-            ok = timestamp <= MAX_TIMESTAMP and _verify_ed25519(
-                self.key,
-                f"{COSIGNATURE_V1_HEADER}time {timestamp}\n".encode() + text,
-                signature[_TIMESTAMP_SIZE:],
-            )
+            ok = timestamp <= MAX_TIMESTAMP
+        if ok:
+            try:
+                self.key.verify(
+                    f"{COSIGNATURE_V1_HEADER}time {timestamp}\n".encode() + text,
+                    signature[_TIMESTAMP_SIZE:],
+                )
+            except VerificationError:
+                ok = False
+        # Raised outside the except block so that nothing is chained to it.
         if not ok:
             raise VerificationError(f"invalid signature for key {self.name}+{self.key_hash:08x}")
 
@@ -258,13 +261,13 @@ class CosignatureSigner:
         if not is_valid_key_name(name):
             raise ValueError("invalid key name")
         if not isinstance(key, SigningKey):
-            raise TypeError("key must be a nacl.signing.SigningKey")
+            raise TypeError("key must be a crypto.signing.SigningKey")
         self.name: Final = name
         self._key: Final = key
-        self.key_hash: Final = key_hash(name, SIG_TYPE_COSIGNATURE_V1, bytes(key.verify_key))
+        self.key_hash: Final = key_hash(name, SIG_TYPE_COSIGNATURE_V1, key.public_key.raw)
 
     def verifier(self) -> CosignatureVerifier:
-        return CosignatureVerifier(self.name, self._key.verify_key)
+        return CosignatureVerifier(self.name, self._key.public_key)
 
     def cosign(self, checkpoint: Checkpoint | str, *, timestamp: int) -> str:
         """The cosignature line (ending with a newline) for a checkpoint at ``timestamp``.
@@ -279,7 +282,7 @@ class CosignatureSigner:
         if not isinstance(checkpoint, Checkpoint):
             raise TypeError("checkpoint must be a Checkpoint or its text")
         message = cosignature_message(checkpoint.to_text(), timestamp)
-        signed = timestamp.to_bytes(_TIMESTAMP_SIZE, "big") + self._key.sign(message).signature
+        signed = timestamp.to_bytes(_TIMESTAMP_SIZE, "big") + self._key.sign(message)
         return Signature(self.name, self.key_hash, signed).line
 
     def __repr__(self) -> str:
@@ -368,14 +371,14 @@ def verify_checkpoint(
         raise TypeError("threshold must be int")
     if not 1 <= threshold <= len(witnesses):
         raise PolicyError("threshold must be at least 1 and at most the number of witnesses")
-    keys = {bytes(log.key)}
+    keys = {log.key.raw}
     idents: set[tuple[str, int]] = {(log.name, log.key_hash)}
     for w in witnesses:
         if not isinstance(w, CosignatureVerifier):
             raise TypeError("witnesses must be CosignatureVerifier objects")
-        if bytes(w.key) in keys or (w.name, w.key_hash) in idents:
+        if w.key.raw in keys or (w.name, w.key_hash) in idents:
             raise PolicyError("a witness key is listed twice or is the log's key")
-        keys.add(bytes(w.key))
+        keys.add(w.key.raw)
         idents.add((w.name, w.key_hash))
 
     known: list[NoteVerifier] = [log, *witnesses]

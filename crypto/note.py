@@ -42,16 +42,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, NewType, Protocol
 
-import nacl.bindings
-import nacl.exceptions
-from nacl.signing import SigningKey, VerifyKey
-
 from crypto.errors import EncodingError, PolicyError, VerificationError
+from crypto.signing import PublicKey, SigningKey
 
 __all__ = [
+    "CONTROL",
     "MAX_NOTE_BYTES",
     "MAX_SIGNATURES",
     "SIG_TYPE_ED25519",
+    "SURROGATE",
     "KeyHash",
     "Note",
     "NoteVerifier",
@@ -60,6 +59,8 @@ __all__ = [
     "VerifiedNote",
     "Verifier",
     "add_signature_lines",
+    "b64decode_canonical",
+    "b64encode",
     "decode_vkey",
     "encode_vkey",
     "is_valid_key_name",
@@ -68,6 +69,7 @@ __all__ = [
     "parse_note",
     "parse_signature_line",
     "sign_note",
+    "text_problem",
 ]
 
 #: A 32-bit key hash (key ID), as the big-endian integer of its 4 bytes.
@@ -81,13 +83,12 @@ MAX_SIGNATURES: Final = 100
 
 _SIG_PREFIX: Final = "\u2014 "  # em dash, space
 _ED25519_KEY_SIZE: Final = 32
-_ED25519_SIG_SIZE: Final = 64
 #: Key types whose public key is a 32-byte Ed25519 point.
 _ED25519_TYPES: Final = frozenset({0x01, 0x04})
 
 # Control characters other than "\n" (the spec: "below U+0020").
-_CONTROL: Final = re.compile("[\x00-\x09\x0b-\x1f]")
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+CONTROL: Final = re.compile("[\x00-\x09\x0b-\x1f]")
+SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _BASE64: Final = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _HASH_HEX: Final = re.compile("[0-9a-f]{8}")
 
@@ -95,7 +96,7 @@ _HASH_HEX: Final = re.compile("[0-9a-f]{8}")
 # --- encodings ---------------------------------------------------------------
 
 
-def _b64decode_canonical(text: str) -> bytes | None:
+def b64decode_canonical(text: str) -> bytes | None:
     """Standard base64 with padding, in the one form ``b64encode`` produces; else None."""
     if not _BASE64.fullmatch(text):
         return None
@@ -105,17 +106,17 @@ def _b64decode_canonical(text: str) -> bytes | None:
     return raw
 
 
-def _b64encode(raw: bytes) -> str:
+def b64encode(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _text_problem(text: str) -> str | None:
+def text_problem(text: str) -> str | None:
     """Why ``text`` is not a valid note text (or checkpoint body), or None."""
     if not text.endswith("\n"):
         return "does not end with a newline"
-    if _CONTROL.search(text):
+    if CONTROL.search(text):
         return "contains a control character"
-    if _SURROGATE.search(text):
+    if SURROGATE.search(text):
         return "is not valid Unicode"
     return None
 
@@ -127,7 +128,7 @@ def is_valid_key_name(name: str) -> bool:
         and name != ""
         and "+" not in name
         and not any(c.isspace() or c < " " for c in name)
-        and not _SURROGATE.search(name)
+        and not SURROGATE.search(name)
     )
 
 
@@ -144,7 +145,7 @@ def key_hash(name: str, sig_type: int, public_key: bytes) -> KeyHash:
 def encode_vkey(name: str, sig_type: int, public_key: bytes) -> str:
     """The vkey ``name+hash+base64(type || key)`` of a public key."""
     digest = key_hash(name, sig_type, public_key)
-    return f"{name}+{digest:08x}+{_b64encode(bytes([sig_type]) + public_key)}"
+    return f"{name}+{digest:08x}+{b64encode(bytes([sig_type]) + public_key)}"
 
 
 def decode_vkey(vkey: str) -> tuple[str, int, bytes]:
@@ -158,7 +159,7 @@ def decode_vkey(vkey: str) -> tuple[str, int, bytes]:
         raise TypeError("vkey must be str")
     name, _, rest = vkey.partition("+")
     hash_hex, _, key_b64 = rest.partition("+")
-    raw = _b64decode_canonical(key_b64)
+    raw = b64decode_canonical(key_b64)
     if not is_valid_key_name(name) or not _HASH_HEX.fullmatch(hash_hex) or not raw:
         raise EncodingError("malformed verifier key")
     sig_type, public_key = raw[0], raw[1:]
@@ -168,27 +169,14 @@ def decode_vkey(vkey: str) -> tuple[str, int, bytes]:
         raise EncodingError("malformed verifier key: wrong key length")
     if int(hash_hex, 16) != key_hash(name, sig_type, public_key):
         raise EncodingError("verifier key hash does not match the key")
-    if not nacl.bindings.crypto_core_ed25519_is_valid_point(public_key):
-        raise EncodingError("verifier key is not a valid Ed25519 public key")
+    PublicKey.from_bytes(public_key)  # EncodingError unless a valid Ed25519 public key
     return name, sig_type, public_key
 
 
-def _load_verify_key(key: VerifyKey) -> VerifyKey:
-    if not isinstance(key, VerifyKey):
-        raise TypeError("key must be a nacl.signing.VerifyKey")
-    if not nacl.bindings.crypto_core_ed25519_is_valid_point(bytes(key)):
-        raise ValueError("key is not a valid Ed25519 public key")
+def _check_public_key(key: PublicKey) -> PublicKey:
+    if not isinstance(key, PublicKey):
+        raise TypeError("key must be a crypto.signing.PublicKey")
     return key
-
-
-def _verify_ed25519(key: VerifyKey, message: bytes, signature: bytes) -> bool:
-    if len(signature) != _ED25519_SIG_SIZE:
-        return False
-    try:
-        key.verify(message, signature)
-    except nacl.exceptions.BadSignatureError:
-        return False
-    return True
 
 
 # --- types -------------------------------------------------------------------
@@ -214,7 +202,7 @@ class Signature:
     def line(self) -> str:
         """The signature line, ending with a newline."""
         blob = self.key_hash.to_bytes(4, "big") + self.signature
-        return f"{_SIG_PREFIX}{self.name} {_b64encode(blob)}\n"
+        return f"{_SIG_PREFIX}{self.name} {b64encode(blob)}\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,14 +251,14 @@ class Verifier:
     """An Ed25519 note key (type ``0x01``) that :func:`open_note` trusts."""
 
     name: str
-    key: VerifyKey
+    key: PublicKey
     key_hash: KeyHash = field(init=False)
 
     def __post_init__(self) -> None:
         if not is_valid_key_name(self.name):
             raise ValueError("invalid key name")
-        _load_verify_key(self.key)
-        object.__setattr__(self, "key_hash", key_hash(self.name, SIG_TYPE_ED25519, bytes(self.key)))
+        _check_public_key(self.key)
+        object.__setattr__(self, "key_hash", key_hash(self.name, SIG_TYPE_ED25519, self.key.raw))
 
     @classmethod
     def from_vkey(cls, vkey: str) -> Verifier:
@@ -278,14 +266,21 @@ class Verifier:
         name, sig_type, public_key = decode_vkey(vkey)
         if sig_type != SIG_TYPE_ED25519:
             raise EncodingError("verifier key is not an Ed25519 note key (type 0x01)")
-        return cls(name, VerifyKey(public_key))
+        return cls(name, PublicKey.from_bytes(public_key))
 
     @property
     def vkey(self) -> str:
-        return encode_vkey(self.name, SIG_TYPE_ED25519, bytes(self.key))
+        return encode_vkey(self.name, SIG_TYPE_ED25519, self.key.raw)
 
     def verify(self, text: bytes, signature: bytes) -> None:
-        if not _verify_ed25519(self.key, text, signature):
+        try:
+            self.key.verify(text, signature)
+        except VerificationError:
+            ok = False
+        else:
+            ok = True
+        # Raised outside the except block so that nothing is chained to it.
+        if not ok:
             raise VerificationError(f"invalid signature for key {self.name}+{self.key_hash:08x}")
 
     def __repr__(self) -> str:
@@ -301,10 +296,10 @@ class Signer:
         if not is_valid_key_name(name):
             raise ValueError("invalid key name")
         if not isinstance(key, SigningKey):
-            raise TypeError("key must be a nacl.signing.SigningKey")
+            raise TypeError("key must be a crypto.signing.SigningKey")
         self.name: Final = name
         self._key: Final = key
-        self.key_hash: Final = key_hash(name, SIG_TYPE_ED25519, bytes(key.verify_key))
+        self.key_hash: Final = key_hash(name, SIG_TYPE_ED25519, key.public_key.raw)
 
     @classmethod
     def from_skey(cls, skey: str) -> Signer:
@@ -312,7 +307,7 @@ class Signer:
         if not isinstance(skey, str):
             raise TypeError("skey must be str")
         parts = skey.split("+", 4)
-        raw = _b64decode_canonical(parts[4]) if len(parts) == 5 else None
+        raw = b64decode_canonical(parts[4]) if len(parts) == 5 else None
         if (
             raw is None
             or parts[:2] != ["PRIVATE", "KEY"]
@@ -322,16 +317,16 @@ class Signer:
             or raw[0] != SIG_TYPE_ED25519
         ):
             raise EncodingError("malformed signer key")
-        signer = cls(parts[2], SigningKey(raw[1:]))
+        signer = cls(parts[2], SigningKey.from_seed(raw[1:]))
         if signer.key_hash != int(parts[3], 16):
             raise EncodingError("signer key hash does not match the key")
         return signer
 
     def verifier(self) -> Verifier:
-        return Verifier(self.name, self._key.verify_key)
+        return Verifier(self.name, self._key.public_key)
 
     def _sign(self, text: bytes) -> Signature:
-        return Signature(self.name, self.key_hash, self._key.sign(text).signature)
+        return Signature(self.name, self.key_hash, self._key.sign(text))
 
     def __repr__(self) -> str:
         return f"Signer({self.name}+{self.key_hash:08x}, <key redacted>)"
@@ -347,7 +342,7 @@ def _parse_line(line: str) -> Signature:
     name, _, b64 = line[len(_SIG_PREFIX) :].partition(" ")
     if not is_valid_key_name(name):
         raise EncodingError("malformed note: invalid key name in a signature line")
-    blob = _b64decode_canonical(b64)
+    blob = b64decode_canonical(b64)
     if blob is None or len(blob) < 5:
         raise EncodingError("malformed note: invalid signature encoding")
     return Signature(name, KeyHash(int.from_bytes(blob[:4], "big")), blob[4:])
@@ -359,7 +354,7 @@ def parse_signature_line(line: str) -> Signature:
         raise TypeError("line must be str")
     if len(line) > MAX_NOTE_BYTES:
         raise EncodingError("malformed note: signature line too long")
-    if not line.endswith("\n") or "\n" in line[:-1] or _CONTROL.search(line):
+    if not line.endswith("\n") or "\n" in line[:-1] or CONTROL.search(line):
         raise EncodingError("malformed note: not a single signature line")
     return _parse_line(line[:-1])
 
@@ -378,7 +373,7 @@ def _decode(note: str | bytes, max_bytes: int) -> str:
     if isinstance(note, str):
         if len(note) > max_bytes:  # every character is at least one byte
             raise EncodingError(f"malformed note: larger than {max_bytes} bytes")
-        if _SURROGATE.search(note):
+        if SURROGATE.search(note):
             raise EncodingError("malformed note: not valid Unicode")
         if len(note.encode("utf-8")) > max_bytes:
             raise EncodingError(f"malformed note: larger than {max_bytes} bytes")
@@ -395,7 +390,7 @@ def parse_note(
     signature lines (duplicates included). Raises :class:`EncodingError`.
     """
     text = _decode(note, max_bytes)
-    if _CONTROL.search(text):
+    if CONTROL.search(text):
         raise EncodingError("malformed note: contains a control character")
     split = text.rfind("\n\n")
     if split < 0:
@@ -457,7 +452,7 @@ def open_note(
 def _encoded_text(text: str) -> bytes:
     if not isinstance(text, str):
         raise TypeError("text must be str")
-    problem = _text_problem(text)
+    problem = text_problem(text)
     if problem:
         raise ValueError(f"note text {problem}")
     return text.encode("utf-8")

@@ -148,6 +148,7 @@ import nacl.utils
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from crypto import x25519
 from crypto.errors import DecryptionError, EncodingError
 
 __all__ = [
@@ -186,7 +187,7 @@ MAX_RECIPIENTS: Final = 256
 ABYTES: Final = nacl.bindings.crypto_secretstream_xchacha20poly1305_ABYTES
 
 _KEY_SIZE: Final = 32
-_SEALED_KEY_SIZE: Final = nacl.bindings.crypto_box_SEALBYTES + _KEY_SIZE + BUNDLE_ID_SIZE
+_SEALED_KEY_SIZE: Final = x25519.SEAL_OVERHEAD + _KEY_SIZE + BUNDLE_ID_SIZE
 SLOT_SIZE: Final = KEY_ID_SIZE + _SEALED_KEY_SIZE
 _PREFIX_SIZE: Final = len(MAGIC) + 1 + BUNDLE_ID_SIZE + 4 + 2
 _STREAM_HEADER_SIZE: Final = nacl.bindings.crypto_secretstream_xchacha20poly1305_HEADERBYTES
@@ -196,7 +197,6 @@ _HEADER_INFO: Final = b"compact sealed stream v1 header"
 _TAG_MESSAGE: Final = nacl.bindings.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
 _TAG_FINAL: Final = nacl.bindings.crypto_secretstream_xchacha20poly1305_TAG_FINAL
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
-_FIELD_PRIME: Final = 2**255 - 19
 
 _State = nacl.bindings.crypto_secretstream_xchacha20poly1305_state
 _push = nacl.bindings.crypto_secretstream_xchacha20poly1305_push
@@ -228,10 +228,11 @@ def sealed_size(
     return header_size(recipients) + plaintext_size + chunks * ABYTES
 
 
-def recipient_key_id(public_key: bytes) -> bytes:
-    """The 16-byte key id of a raw X25519 public key: ``SHA-256(public_key)[:16]``."""
-    _check_key(public_key, "public_key")
-    return hashlib.sha256(public_key).digest()[:KEY_ID_SIZE]
+def recipient_key_id(public_key: x25519.PublicKey) -> bytes:
+    """The 16-byte key id of an X25519 public key: ``SHA-256(raw public key)[:16]``."""
+    if not isinstance(public_key, x25519.PublicKey):
+        raise TypeError("public_key must be a crypto.x25519.PublicKey")
+    return hashlib.sha256(public_key.raw).digest()[:KEY_ID_SIZE]
 
 
 def _check_key(key: bytes, name: str) -> None:
@@ -431,7 +432,7 @@ def check_binding(manifest: SealedStreamInfo, computed: SealedStreamInfo) -> Non
 
 
 class SealedStreamWriter:
-    """Incremental sealing of one stream to ``recipients`` (raw 32-byte X25519 public keys).
+    """Incremental sealing of one stream to ``recipients`` (:class:`crypto.x25519.PublicKey`).
 
     Call :meth:`header` once, then :meth:`update` any number of times, then
     :meth:`finalize` once, and write their outputs in that order. ``update``
@@ -463,14 +464,14 @@ class SealedStreamWriter:
 
     def __init__(
         self,
-        recipients: Sequence[bytes],
+        recipients: Sequence[x25519.PublicKey],
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         bundle_id: bytes | None = None,
         stream_key: bytes | None = None,
     ) -> None:
         if isinstance(recipients, bytes | bytearray | str) or not isinstance(recipients, Sequence):
-            raise TypeError("recipients must be a sequence of raw X25519 public keys")
+            raise TypeError("recipients must be a sequence of crypto.x25519.PublicKey")
         if not 1 <= len(recipients) <= MAX_RECIPIENTS:
             raise ValueError(f"a stream needs 1 to {MAX_RECIPIENTS} recipients")
         _check_chunk_size(chunk_size)
@@ -484,24 +485,13 @@ class SealedStreamWriter:
             stream_key = nacl.utils.random(_KEY_SIZE)
         else:
             _check_key(stream_key, "stream_key")
-        by_id: dict[bytes, bytes] = {}
-        for public_key in recipients:
-            by_id[recipient_key_id(public_key)] = public_key
-            if int.from_bytes(public_key, "little") >= _FIELD_PRIME:
-                # libsodium would mask and reduce it, but its key id would name no one's key.
-                raise ValueError("a recipient key is not a canonical X25519 public key")
+        # x25519.PublicKey admits only canonical keys of large order: every key id names one key.
+        by_id = {recipient_key_id(public_key): public_key for public_key in recipients}
         if len(by_id) != len(recipients):
             raise ValueError("recipients must not repeat a key")
-
-        slots = []
-        for key_id in sorted(by_id):
-            try:
-                sealed = nacl.bindings.crypto_box_seal(stream_key + bundle_id, by_id[key_id])
-            except nacl.exceptions.CryptoError:
-                sealed = b""
-            if not sealed:  # libsodium refuses low-order points (an all-zero shared secret)
-                raise ValueError("a recipient key is not a usable X25519 public key")
-            slots.append(key_id + sealed)
+        slots = [
+            key_id + x25519.seal(by_id[key_id], stream_key + bundle_id) for key_id in sorted(by_id)
+        ]
         payload_key, mac_key = _derive_keys(stream_key, bundle_id)
         self._state = _State()
         stream_header = nacl.bindings.crypto_secretstream_xchacha20poly1305_init_push(
@@ -638,7 +628,7 @@ class SealedStreamWriter:
 def seal_stream(
     src: BinaryIO,
     dst: BinaryIO,
-    recipients: Sequence[bytes],
+    recipients: Sequence[x25519.PublicKey],
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     bundle_id: bytes | None = None,
@@ -680,7 +670,7 @@ def _take(src: bytes | bytearray, pos: int, size: int) -> bytes:
 
 
 class SealedStreamReader:
-    """Incremental opening of one sealed stream with a raw X25519 private key.
+    """Incremental opening of one sealed stream with an X25519 private key.
 
     Give the sealed bytes to :meth:`feed` in pieces of any size; each call
     returns the plaintext of the chunks it completed and verified. Then
@@ -713,20 +703,21 @@ class SealedStreamReader:
         "_plain_hash",
         "_plain_size",
         "_private_key",
-        "_public_key",
         "_received",
         "_stage",
         "_state",
         "_withheld",
     )
 
-    def __init__(self, private_key: bytes, *, expected: SealedStreamInfo | None) -> None:
-        _check_key(private_key, "private_key")
+    def __init__(
+        self, private_key: x25519.PrivateKey, *, expected: SealedStreamInfo | None
+    ) -> None:
+        if not isinstance(private_key, x25519.PrivateKey):
+            raise TypeError("private_key must be a crypto.x25519.PrivateKey")
         if expected is not None and not isinstance(expected, SealedStreamInfo):
             raise TypeError("expected must be a SealedStreamInfo or None")
         self._private_key = private_key
-        self._public_key = nacl.bindings.crypto_scalarmult_base(private_key)
-        self._key_id = recipient_key_id(self._public_key)
+        self._key_id = recipient_key_id(private_key.public_key)
         self._expected = expected
         self._buffer = bytearray()
         self._offset = 0  # sealed bytes consumed in whole verified units
@@ -913,10 +904,8 @@ class SealedStreamReader:
         start = _PREFIX_SIZE + key_ids.index(self._key_id) * SLOT_SIZE + KEY_ID_SIZE
         opened: bytes | None
         try:
-            opened = nacl.bindings.crypto_box_seal_open(
-                header[start : start + _SEALED_KEY_SIZE], self._public_key, self._private_key
-            )
-        except nacl.exceptions.CryptoError:
+            opened = x25519.open_sealed(self._private_key, header[start : start + _SEALED_KEY_SIZE])
+        except DecryptionError:
             opened = None
         # Raised outside the except block so that nothing is chained to it.
         if (
@@ -990,7 +979,11 @@ class SealedStreamReader:
 
 
 def open_stream(
-    src: BinaryIO, dst: BinaryIO, private_key: bytes, *, expected: SealedStreamInfo | None
+    src: BinaryIO,
+    dst: BinaryIO,
+    private_key: x25519.PrivateKey,
+    *,
+    expected: SealedStreamInfo | None,
 ) -> SealedStreamInfo:
     """Open the sealed stream ``src`` into ``dst``; returns the stream's values.
 

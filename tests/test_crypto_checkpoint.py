@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nacl.signing import SigningKey
 
 from crypto.checkpoint import (
     MAX_TIMESTAMP,
@@ -46,6 +45,7 @@ from crypto.note import (
     parse_signature_line,
     sign_note,
 )
+from crypto.signing import SigningKey
 
 HERE = Path(__file__).parent / "vectors"
 VECTORS: dict[str, Any] = json.loads(
@@ -58,9 +58,9 @@ SPEC = VECTORS["checkpoint_and_cosignature_spec_example"]
 TDEV = VECTORS["transparency_dev_formats_cosig"]
 E2E = VECTORS["derived_end_to_end"]
 
-LOG = Signer(E2E["log"]["origin"], SigningKey(bytes.fromhex(E2E["log"]["seed_hex"])))
+LOG = Signer(E2E["log"]["origin"], SigningKey.from_seed(bytes.fromhex(E2E["log"]["seed_hex"])))
 WITNESS = CosignatureSigner(
-    E2E["witness"]["name"], SigningKey(bytes.fromhex(E2E["witness"]["seed_hex"]))
+    E2E["witness"]["name"], SigningKey.from_seed(bytes.fromhex(E2E["witness"]["seed_hex"]))
 )
 CHECKPOINT = Checkpoint(
     E2E["log"]["origin"], 8, bytes.fromhex(MERKLE["root_hashes_by_tree_size"]["8"])
@@ -68,7 +68,7 @@ CHECKPOINT = Checkpoint(
 
 
 def key(n: int) -> SigningKey:
-    return SigningKey(hashlib.sha256(f"checkpoint test key {n}".encode()).digest())
+    return SigningKey.from_seed(hashlib.sha256(f"checkpoint test key {n}".encode()).digest())
 
 
 def witnesses(count: int) -> list[CosignatureSigner]:
@@ -573,7 +573,7 @@ def test_cosignature_timestamp_above_2_63_is_refused_even_if_signed() -> None:
     signing_key = key(100)  # W3[0]'s key
     timestamp = MAX_TIMESTAMP + 1
     message = f"cosignature/v1\ntime {timestamp}\n{CHECKPOINT.to_text()}".encode()
-    blob = timestamp.to_bytes(8, "big") + signing_key.sign(message).signature
+    blob = timestamp.to_bytes(8, "big") + signing_key.sign(message)
     line = Signature(W3[0].name, W3[0].key_hash, blob)
     with pytest.raises(EncodingError, match="timestamp out of range"):
         cosignature_timestamp(line)
@@ -722,6 +722,6 @@ def test_any_single_byte_change_outside_unknown_lines_is_rejected(data: st.DataO
 
 def test_vkey_of_a_cosignature_key_uses_type_04() -> None:
     w = W3[0].verifier()
-    assert w.vkey == encode_vkey(w.name, 0x04, bytes(w.key))
+    assert w.vkey == encode_vkey(w.name, 0x04, w.key.raw)
     assert base64.b64decode(w.vkey.split("+", 2)[2])[0] == 0x04
     assert CosignatureVerifier.from_vkey(w.vkey) == w

@@ -16,10 +16,8 @@ PRIMITIVES = ("nacl", "pysodium", "cryptography.hazmat")
 # Modules allowed to call the primitive libraries directly.
 RECIPES = {
     "blobs.py",
-    "checkpoint.py",
     "fields.py",
     "keystore.py",
-    "note.py",
     "ristretto.py",
     "sealing.py",
     "signing.py",

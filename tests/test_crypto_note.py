@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from nacl.signing import SigningKey, VerifyKey
 
 from crypto.errors import CryptoError, EncodingError, PolicyError, VerificationError
 from crypto.note import (
@@ -31,6 +30,7 @@ from crypto.note import (
     parse_signature_line,
     sign_note,
 )
+from crypto.signing import PublicKey, SigningKey
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "vectors" / "c2sp_signed_note_checkpoint_cosignature.json").read_text(
@@ -49,7 +49,9 @@ ENOCH_SIG = GO["signed_by_both"][len(TEXT) + 1 + len(PETER_SIG) :]
 
 
 def signer(name: str, n: int) -> Signer:
-    return Signer(name, SigningKey(hashlib.sha256(f"note test key {n}".encode()).digest()))
+    return Signer(
+        name, SigningKey.from_seed(hashlib.sha256(f"note test key {n}".encode()).digest())
+    )
 
 
 def splice(line: str, at: int, insert: str) -> str:
@@ -65,7 +67,7 @@ def test_spec_example_vkey() -> None:
     v = Verifier.from_vkey(SPEC["vkey"])
     assert v.name == SPEC["key_name"] == "example.com/foo"
     assert v.key_hash == int(SPEC["key_id_hex"], 16) == 0x530D903A
-    assert bytes(v.key).hex() == SPEC["public_key_hex"]
+    assert v.key.raw.hex() == SPEC["public_key_hex"]
     assert v.vkey == SPEC["vkey"]
     assert decode_vkey(SPEC["vkey"]) == (
         "example.com/foo",
@@ -73,7 +75,7 @@ def test_spec_example_vkey() -> None:
         bytes.fromhex(SPEC["public_key_hex"]),
     )
     raw = b"example.com/foo\n\x01" + bytes.fromhex(SPEC["public_key_hex"])
-    assert key_hash("example.com/foo", 1, bytes(v.key)) == int.from_bytes(
+    assert key_hash("example.com/foo", 1, v.key.raw) == int.from_bytes(
         hashlib.sha256(raw).digest()[:4], "big"
     )
 
@@ -269,7 +271,7 @@ def test_go_every_substring_and_every_incremented_byte_of_a_vkey_is_refused() ->
         "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10T",
         " PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
         # the same key with its signature type changed to 0x04: a cosignature key
-        encode_vkey("PeterNeumann", 0x04, bytes(PETER.key)),
+        encode_vkey("PeterNeumann", 0x04, PETER.key.raw),
         # an all-zero key (not a valid point) with a correct hash
         encode_vkey("zero", 0x01, bytes(32)),
         # a small-order point (the identity) with a correct hash
@@ -336,7 +338,7 @@ def test_signer_repr_redacts_the_key() -> None:
 )
 def test_key_names(name: str, valid: bool) -> None:
     assert is_valid_key_name(name) is valid
-    key = SigningKey(bytes(32))
+    key = SigningKey.from_seed(bytes(32))
     if valid:
         Signer(name, key)
     else:
@@ -348,9 +350,9 @@ def test_constructors_check_key_types() -> None:
     with pytest.raises(TypeError):
         Signer("a", bytes(32))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        Verifier("a", bytes(PETER.key))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="not a valid Ed25519 public key"):
-        Verifier("a", VerifyKey(bytes(32)))
+        Verifier("a", PETER.key.raw)  # type: ignore[arg-type]
+    with pytest.raises(EncodingError, match="not a valid Ed25519 public key"):
+        Verifier("a", PublicKey.from_bytes(bytes(32)))
 
 
 # --- parsing details ------------------------------------------------------------------------
@@ -477,7 +479,7 @@ def test_parse_signature_line() -> None:
 
 def test_signature_from_a_known_name_with_another_key_hash_is_ignored() -> None:
     """The spec: ignore unknown keys even if they share a name or a key hash (not both)."""
-    impostor = Signer("PeterNeumann", SigningKey(bytes(range(32))))
+    impostor = Signer("PeterNeumann", SigningKey.from_seed(bytes(range(32))))
     assert impostor.key_hash != PETER.key_hash
     note = sign_note(TEXT, [impostor])
     with pytest.raises(VerificationError, match=r"^note has no verifiable signatures$"):
@@ -514,7 +516,7 @@ def test_a_second_different_line_from_a_known_key_is_verified_not_skipped() -> N
 
 def test_note_key_cannot_verify_a_cosignature_key_line() -> None:
     """A type 0x01 key and a type 0x04 key with the same name and key have different hashes."""
-    cosig_vkey = encode_vkey("PeterNeumann", 0x04, bytes(PETER.key))
+    cosig_vkey = encode_vkey("PeterNeumann", 0x04, PETER.key.raw)
     assert cosig_vkey.split("+")[1] != f"{PETER.key_hash:08x}"
 
 
@@ -603,9 +605,9 @@ def test_sign_then_open_round_trip(text: str, names: list[str]) -> None:
 @settings(max_examples=100, deadline=None)
 @given(name=key_names, seed=st.binary(min_size=32, max_size=32))
 def test_vkey_round_trip(name: str, seed: bytes) -> None:
-    v = Signer(name, SigningKey(seed)).verifier()
+    v = Signer(name, SigningKey.from_seed(seed)).verifier()
     assert Verifier.from_vkey(v.vkey) == v
-    assert decode_vkey(v.vkey) == (name, 1, bytes(v.key))
+    assert decode_vkey(v.vkey) == (name, 1, v.key.raw)
 
 
 def _regions(note: bytes) -> list[tuple[int, int, str]]:

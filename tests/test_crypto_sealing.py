@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crypto import x25519
 from crypto.errors import DecryptionError, EncodingError
 from crypto.keystore import key_id as keystore_key_id
 from crypto.sealing import (
@@ -56,6 +57,14 @@ def keypair(seed: int) -> tuple[bytes, bytes]:
     return secret, nacl.bindings.crypto_scalarmult_base(secret)
 
 
+def pub(raw: bytes) -> x25519.PublicKey:
+    return x25519.PublicKey.from_bytes(raw)
+
+
+def priv(raw: bytes) -> x25519.PrivateKey:
+    return x25519.PrivateKey.from_bytes(raw)
+
+
 SK_A, PK_A = keypair(1)
 SK_B, PK_B = keypair(2)
 SK_C, PK_C = keypair(3)
@@ -82,7 +91,7 @@ def seal(
     info = seal_stream(
         io.BytesIO(data),
         out,
-        [PK_A] if recipients is None else recipients,
+        [pub(pk) for pk in ([PK_A] if recipients is None else recipients)],
         chunk_size=chunk_size,
         bundle_id=bundle_id,
         stream_key=stream_key,
@@ -94,7 +103,7 @@ def open_all(
     blob: bytes, expected: SealedStreamInfo | None, key: bytes = SK_A
 ) -> tuple[bytes, SealedStreamInfo]:
     out = io.BytesIO()
-    info = open_stream(io.BytesIO(blob), out, key, expected=expected)
+    info = open_stream(io.BytesIO(blob), out, priv(key), expected=expected)
     return out.getvalue(), info
 
 
@@ -102,7 +111,7 @@ def feed_all(
     blob: bytes, expected: SealedStreamInfo | None, key: bytes = SK_A, piece: int = 1000
 ) -> tuple[list[bytes], BaseException | None]:
     """Feed ``blob`` in pieces; returns what was released and the error (if any)."""
-    reader = SealedStreamReader(key, expected=expected)
+    reader = SealedStreamReader(priv(key), expected=expected)
     released: list[bytes] = []
     try:
         for start in range(0, len(blob), piece):
@@ -281,7 +290,7 @@ def test_round_trip_any_split_points(
     size: int, seed: int, cuts: list[int], feeds: list[int], with_expected: bool
 ) -> None:
     data = make(size, seed)
-    writer = SealedStreamWriter([PK_A], chunk_size=CS)
+    writer = SealedStreamWriter([pub(PK_A)], chunk_size=CS)
     out = [writer.header()]
     previous = 0
     for point in [*sorted({min(c, size) for c in cuts}), size]:
@@ -295,7 +304,7 @@ def test_round_trip_any_split_points(
     assert len(blob) == sealed_size(size, recipients=1, chunk_size=CS) == info.ciphertext_size
     assert (info.plaintext_sha256, info.ciphertext_sha256) == (sha(data), sha(blob))
 
-    reader = SealedStreamReader(SK_A, expected=info if with_expected else None)
+    reader = SealedStreamReader(priv(SK_A), expected=info if with_expected else None)
     got = []
     pos = 0
     i = 0
@@ -311,7 +320,7 @@ def test_round_trip_any_split_points(
 
 def test_writer_accepts_bytearray_and_memoryview() -> None:
     data = make(2 * CS + 7, 5)
-    writer = SealedStreamWriter([PK_A], chunk_size=CS)
+    writer = SealedStreamWriter([pub(PK_A)], chunk_size=CS)
     blob = writer.header()
     source = bytearray(data)
     blob += writer.update(source[: CS + 3])
@@ -325,12 +334,12 @@ def test_short_reads_are_handled_and_reads_are_bounded() -> None:
     data = make(3 * CS + 5, 2)
     src = Trickle(data)
     out = io.BytesIO()
-    info = seal_stream(src, out, [PK_A], chunk_size=CS)
+    info = seal_stream(src, out, [pub(PK_A)], chunk_size=CS)
     blob = out.getvalue()
     assert len(blob) == sealed_size(len(data), recipients=1, chunk_size=CS)
     reader = Trickle(blob)
     plain = io.BytesIO()
-    assert open_stream(reader, plain, SK_A, expected=info) == info
+    assert open_stream(reader, plain, priv(SK_A), expected=info) == info
     assert plain.getvalue() == data
     assert reader.largest_request <= RECORD
 
@@ -339,7 +348,7 @@ def test_open_stream_reads_one_chunk_at_a_time() -> None:
     data = make(3 * CS + 5, 3)
     blob, info = seal(data)
     src = Recorder(blob)
-    open_stream(src, io.BytesIO(), SK_A, expected=info)
+    open_stream(src, io.BytesIO(), priv(SK_A), expected=info)
     assert max(src.requests) <= RECORD
     assert src.requests[:2] == [43, header_size(1) - 43]
 
@@ -388,8 +397,8 @@ def test_layout_is_as_documented(size: int) -> None:
     assert h.size == header_size(2) == 99 + 2 * 128
     by_id = {s[:16]: s[16:] for s in h.slots}
     for secret, public in ((SK_A, PK_A), (SK_B, PK_B)):
-        assert recipient_key_id(public) == sha(public)[:16]
-        assert recipient_key_id(public).hex() == keystore_key_id(public)
+        assert recipient_key_id(pub(public)) == sha(public)[:16]
+        assert recipient_key_id(pub(public)).hex() == keystore_key_id(public)
         sealed = by_id[sha(public)[:16]]
         assert len(sealed) == 112
         assert nacl.bindings.crypto_box_seal_open(sealed, public, secret) == stream_key + bundle_id
@@ -463,7 +472,7 @@ def regenerate_golden() -> str:
     info = seal_stream(
         io.BytesIO(GOLDEN_PLAINTEXT),
         out,
-        [nacl.bindings.crypto_scalarmult_base(GOLDEN_SECRET)],
+        [pub(nacl.bindings.crypto_scalarmult_base(GOLDEN_SECRET))],
         chunk_size=1024,
         bundle_id=GOLDEN_BUNDLE_ID,
         stream_key=GOLDEN_STREAM_KEY,
@@ -596,7 +605,7 @@ def test_dropped_final_chunk() -> None:
     assert_fails(truncated, None, match="truncated")
     for expected in (INFO, None):
         # The end of input is where the truncation shows, not only at close().
-        reader = SealedStreamReader(SK_A, expected=expected)
+        reader = SealedStreamReader(priv(SK_A), expected=expected)
         assert reader.feed(truncated) == DATA[: 3 * CS]
         with pytest.raises(DecryptionError, match="truncated"):
             reader.feed(b"", eof=True)
@@ -685,7 +694,7 @@ def test_appended_data_after_a_full_final_chunk(garbage: bytes) -> None:
     assert len(records(blob)[-1]) == RECORD
     assert open_all(blob, info)[0] == data
     # With the manifest, the end is known: the final chunk is released, the extra byte refused.
-    reader = SealedStreamReader(SK_A, expected=info)
+    reader = SealedStreamReader(priv(SK_A), expected=info)
     assert reader.feed(blob) == data
     with pytest.raises(DecryptionError, match="longer than its manifest"):
         reader.feed(garbage)
@@ -696,14 +705,14 @@ def test_appended_data_after_a_full_final_chunk(garbage: bytes) -> None:
         released, error = feed_all(blob + garbage, None, piece=piece)
         assert isinstance(error, DecryptionError) and "after its final chunk" in str(error)
         assert data[:CS].startswith(b"".join(released))
-    reader = SealedStreamReader(SK_A, expected=None)
+    reader = SealedStreamReader(priv(SK_A), expected=None)
     assert reader.feed(blob) == data[:CS]
     with pytest.raises(DecryptionError, match="after its final chunk"):
         reader.feed(garbage)
 
 
 def test_appended_data_in_a_later_feed_after_the_final_chunk() -> None:
-    reader = SealedStreamReader(SK_A, expected=None)
+    reader = SealedStreamReader(priv(SK_A), expected=None)
     got = reader.feed(BLOB)
     with pytest.raises(DecryptionError, match="failed authentication"):
         reader.feed(b"\x00", eof=True)
@@ -849,7 +858,7 @@ def test_digest_other_than_the_manifests(field: str) -> None:
     released, error = feed_all(BLOB, expected, piece=RECORD)
     assert isinstance(error, DecryptionError)
     assert b"".join(released) == DATA[: 2 * CS]  # the last piece fed held chunk 2 too
-    reader = SealedStreamReader(SK_A, expected=expected)
+    reader = SealedStreamReader(priv(SK_A), expected=expected)
     with pytest.raises(DecryptionError):
         reader.feed(BLOB)
     with pytest.raises(DecryptionError, match="already rejected"):
@@ -882,7 +891,7 @@ def test_stream_other_than_the_manifests_is_refused_at_the_header(
     changes: dict[str, object],
 ) -> None:
     expected = altered_info(**changes)
-    reader = SealedStreamReader(SK_A, expected=expected)
+    reader = SealedStreamReader(priv(SK_A), expected=expected)
     with pytest.raises(DecryptionError, match="manifest"):
         reader.feed(BLOB[:HEADER])
     with pytest.raises(DecryptionError, match="already rejected"):
@@ -903,14 +912,14 @@ def test_stream_with_more_chunks_than_the_manifest() -> None:
     expected = altered_info(
         plaintext_size=3 * CS, ciphertext_size=INFO.ciphertext_size - 5 - ABYTES
     )
-    reader = SealedStreamReader(SK_A, expected=expected)
+    reader = SealedStreamReader(priv(SK_A), expected=expected)
     assert reader.feed(BLOB[: BOUNDARIES[2]]) == DATA[: 2 * CS]
     with pytest.raises(DecryptionError, match="truncated"):
         reader.feed(BLOB[BOUNDARIES[2] : BOUNDARIES[3]])
 
 
 def test_stream_longer_than_the_manifest_is_refused_before_anything_is_released() -> None:
-    reader = SealedStreamReader(SK_A, expected=INFO)
+    reader = SealedStreamReader(priv(SK_A), expected=INFO)
     assert reader.feed(BLOB[: HEADER + RECORD]) == DATA[:CS]
     with pytest.raises(DecryptionError, match="longer than its manifest"):
         reader.feed(BLOB[HEADER + RECORD :] + b"\x00")
@@ -1111,7 +1120,7 @@ def test_other_version_or_magic_is_refused() -> None:
 
 
 def test_verified_offset_counts_whole_verified_units() -> None:
-    reader = SealedStreamReader(SK_A, expected=INFO)
+    reader = SealedStreamReader(priv(SK_A), expected=INFO)
     assert reader.verified_offset == 0
     assert reader.feed(BLOB[: HEADER - 1]) == b""
     assert reader.verified_offset == 0
@@ -1126,7 +1135,7 @@ def test_verified_offset_counts_whole_verified_units() -> None:
 
 @pytest.mark.parametrize("expected", [INFO, None], ids=["manifest", "no-manifest"])
 def test_resume_after_a_broken_transfer(expected: SealedStreamInfo | None) -> None:
-    reader = SealedStreamReader(SK_A, expected=expected)
+    reader = SealedStreamReader(priv(SK_A), expected=expected)
     got = [reader.feed(BLOB[: BOUNDARIES[1] + 100])]
     # The connection broke; the last bytes may or may not have been passed on.
     assert reader.rewind() == BOUNDARIES[1]
@@ -1141,7 +1150,7 @@ def test_resume_after_a_broken_transfer(expected: SealedStreamInfo | None) -> No
 @given(breaks=st.lists(st.tuples(st.integers(1, 3 * RECORD), st.integers(0, 50)), max_size=8))
 def test_resume_from_verified_offset_after_any_breaks(breaks: list[tuple[int, int]]) -> None:
     """Each break: some bytes arrive, some of them are lost, the sender resumes."""
-    reader = SealedStreamReader(SK_A, expected=INFO)
+    reader = SealedStreamReader(priv(SK_A), expected=INFO)
     got = []
     for sent, lost in breaks:
         start = reader.verified_offset
@@ -1158,11 +1167,11 @@ def test_resume_from_verified_offset_after_any_breaks(breaks: list[tuple[int, in
 
 def test_restart_replays_the_kept_prefix() -> None:
     """The documented alternative to a snapshot: a new reader re-reads what was kept."""
-    first = SealedStreamReader(SK_A, expected=INFO)
+    first = SealedStreamReader(priv(SK_A), expected=INFO)
     first.feed(BLOB[: BOUNDARIES[2] + 300])
     kept = BLOB[: first.verified_offset]  # the receiver stored the verified sealed bytes
     del first  # the process restarts
-    second = SealedStreamReader(SK_A, expected=INFO)
+    second = SealedStreamReader(priv(SK_A), expected=INFO)
     replayed = second.feed(kept)
     assert second.verified_offset == len(kept) == BOUNDARIES[2]
     rest = second.feed(BLOB[len(kept) :])
@@ -1171,11 +1180,11 @@ def test_restart_replays_the_kept_prefix() -> None:
 
 
 def test_rewind_after_the_end_is_refused() -> None:
-    reader = SealedStreamReader(SK_A, expected=INFO)
+    reader = SealedStreamReader(priv(SK_A), expected=INFO)
     reader.feed(BLOB)
     with pytest.raises(RuntimeError):
         reader.rewind()
-    reader = SealedStreamReader(SK_A, expected=INFO)
+    reader = SealedStreamReader(priv(SK_A), expected=INFO)
     with pytest.raises(DecryptionError):
         reader.feed(b"XXXX" + BLOB[4:HEADER])
     with pytest.raises(DecryptionError):
@@ -1183,14 +1192,14 @@ def test_rewind_after_the_end_is_refused() -> None:
 
 
 def test_close_before_the_end() -> None:
-    reader = SealedStreamReader(SK_A, expected=INFO)
+    reader = SealedStreamReader(priv(SK_A), expected=INFO)
     reader.feed(BLOB[:-1])
     with pytest.raises(DecryptionError, match="truncated"):
         reader.close()
     with pytest.raises(DecryptionError, match="already rejected"):
         reader.feed(BLOB[-1:])
     # Without the manifest the reader cannot know the end: the caller must say so.
-    reader = SealedStreamReader(SK_A, expected=None)
+    reader = SealedStreamReader(priv(SK_A), expected=None)
     assert reader.feed(BLOB) == DATA[: 3 * CS]
     with pytest.raises(RuntimeError, match="eof=True"):
         reader.close()
@@ -1204,7 +1213,7 @@ def test_close_before_the_end() -> None:
 def test_full_final_chunk_without_manifest_is_withheld_until_eof() -> None:
     data = make(2 * CS, 6)
     blob, info = seal(data)
-    reader = SealedStreamReader(SK_A, expected=None)
+    reader = SealedStreamReader(priv(SK_A), expected=None)
     assert reader.feed(blob) == data[:CS]
     assert reader.feed(b"", eof=True) == data[CS:]
     assert reader.close() == info
@@ -1213,7 +1222,7 @@ def test_full_final_chunk_without_manifest_is_withheld_until_eof() -> None:
 def test_every_call_fails_after_a_failure() -> None:
     altered = bytearray(BLOB)
     altered[BOUNDARIES[1] + 3] ^= 1
-    reader = SealedStreamReader(SK_A, expected=None)
+    reader = SealedStreamReader(priv(SK_A), expected=None)
     assert reader.feed(bytes(altered[: BOUNDARIES[1]])) == DATA[:CS]
     with pytest.raises(DecryptionError, match="failed authentication"):
         reader.feed(bytes(altered[BOUNDARIES[1] :]))
@@ -1223,21 +1232,21 @@ def test_every_call_fails_after_a_failure() -> None:
 
 
 def test_reader_argument_checks() -> None:
-    with pytest.raises(ValueError, match="private_key"):
-        SealedStreamReader(bytes(31), expected=None)
+    with pytest.raises(ValueError, match="private key"):
+        SealedStreamReader(priv(bytes(31)), expected=None)
     with pytest.raises(TypeError, match="private_key"):
         SealedStreamReader(SK_A.hex(), expected=None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="expected"):
-        SealedStreamReader(SK_A, expected=INFO.to_manifest_dict())  # type: ignore[arg-type]
+        SealedStreamReader(priv(SK_A), expected=INFO.to_manifest_dict())  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        SealedStreamReader(SK_A)  # type: ignore[call-arg]
-    reader = SealedStreamReader(SK_A, expected=None)
+        SealedStreamReader(priv(SK_A))  # type: ignore[call-arg]
+    reader = SealedStreamReader(priv(SK_A), expected=None)
     with pytest.raises(TypeError, match="data"):
         reader.feed("text")  # type: ignore[arg-type]
 
 
 def test_reader_accepts_bytearray_and_memoryview() -> None:
-    reader = SealedStreamReader(SK_A, expected=INFO)
+    reader = SealedStreamReader(priv(SK_A), expected=INFO)
     got = reader.feed(bytearray(BLOB[:1000])) + reader.feed(memoryview(BLOB)[1000:])
     assert got == DATA and reader.close() == INFO
 
@@ -1246,7 +1255,7 @@ def test_reader_accepts_bytearray_and_memoryview() -> None:
 
 
 def test_writer_must_be_used_in_order() -> None:
-    writer = SealedStreamWriter([PK_A])
+    writer = SealedStreamWriter([pub(PK_A)])
     calls: list[Callable[[], object]] = [lambda: writer.update(b"x"), writer.finalize]
     for call in calls:
         with pytest.raises(RuntimeError):
@@ -1270,7 +1279,7 @@ def test_writer_must_be_used_in_order() -> None:
 
 
 def test_writer_properties_describe_its_output() -> None:
-    writer = SealedStreamWriter([PK_A, PK_B], chunk_size=CS)
+    writer = SealedStreamWriter([pub(PK_A), pub(PK_B)], chunk_size=CS)
     blob = writer.header() + writer.update(DATA) + writer.finalize()
     assert writer.bundle_id == blob[5:37] == writer.info.bundle_id
     assert writer.ciphertext_sha256 == sha(blob)
@@ -1285,29 +1294,34 @@ def test_writer_properties_describe_its_output() -> None:
         ([], ValueError, "1 to"),
         ([PK_A] * 2, ValueError, "repeat"),
         ([PK_A, PK_B, PK_A], ValueError, "repeat"),
-        ([PK_A[:31]], ValueError, "public_key"),
+        ([PK_A[:31]], EncodingError, "32 bytes"),
         ([PK_A.hex()], TypeError, "public_key"),
         (PK_A, TypeError, "sequence"),
-        ([bytes(32)], ValueError, "usable"),
-        ([PK_A[:31] + bytes([PK_A[31] | 0x80])], ValueError, "canonical"),  # bit 255 set
-        ([(2**255 - 19 + 9).to_bytes(32, "little")], ValueError, "canonical"),  # u = 9 + p
+        ([bytes(32)], EncodingError, "low-order"),
+        ([PK_A[:31] + bytes([PK_A[31] | 0x80])], EncodingError, "canonical"),  # bit 255 set
+        ([(2**255 - 19 + 9).to_bytes(32, "little")], EncodingError, "canonical"),  # u = 9 + p
         # A point of order 8 on Curve25519: the shared secret would be known to all.
         (
             [bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")],
-            ValueError,
-            "usable",
+            EncodingError,
+            "low-order",
         ),
     ],
 )
 def test_writer_refuses_bad_recipients(
     recipients: object, error: type[Exception], match: str
 ) -> None:
+    def keys() -> object:
+        if not isinstance(recipients, list):
+            return recipients
+        return [pub(r) if isinstance(r, bytes) else r for r in recipients]
+
     with pytest.raises(error, match=match):
-        SealedStreamWriter(recipients)  # type: ignore[arg-type]
+        SealedStreamWriter(keys())  # type: ignore[arg-type]
 
 
 def test_writer_recipient_limit() -> None:
-    keys = [keypair(i)[1] for i in range(MAX_RECIPIENTS + 1)]
+    keys = [pub(keypair(i)[1]) for i in range(MAX_RECIPIENTS + 1)]
     writer = SealedStreamWriter(keys[:MAX_RECIPIENTS], chunk_size=CS)
     blob = writer.header() + writer.update(b"x") + writer.finalize()
     assert writer.info.recipients == MAX_RECIPIENTS
@@ -1319,16 +1333,16 @@ def test_writer_recipient_limit() -> None:
 def test_writer_argument_checks() -> None:
     for bad in (CS - 1, MAX_CHUNK_SIZE + 1, 0):
         with pytest.raises(ValueError, match="chunk_size"):
-            SealedStreamWriter([PK_A], chunk_size=bad)
+            SealedStreamWriter([pub(PK_A)], chunk_size=bad)
     with pytest.raises(TypeError, match="chunk_size"):
-        SealedStreamWriter([PK_A], chunk_size=float(CS))  # type: ignore[arg-type]
+        SealedStreamWriter([pub(PK_A)], chunk_size=float(CS))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="bundle_id"):
-        SealedStreamWriter([PK_A], bundle_id=bytes(16))
+        SealedStreamWriter([pub(PK_A)], bundle_id=bytes(16))
     with pytest.raises(TypeError, match="bundle_id"):
-        SealedStreamWriter([PK_A], bundle_id=bytes(32).hex())  # type: ignore[arg-type]
+        SealedStreamWriter([pub(PK_A)], bundle_id=bytes(32).hex())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="stream_key"):
-        SealedStreamWriter([PK_A], stream_key=bytes(16))
-    writer = SealedStreamWriter([PK_A])
+        SealedStreamWriter([pub(PK_A)], stream_key=bytes(16))
+    writer = SealedStreamWriter([pub(PK_A)])
     writer.header()
     with pytest.raises(TypeError, match="data"):
         writer.update("text")  # type: ignore[arg-type]
@@ -1336,8 +1350,8 @@ def test_writer_argument_checks() -> None:
 
 def test_repr_shows_no_key() -> None:
     key = bytes(range(50, 82))
-    writer = SealedStreamWriter([PK_A], stream_key=key)
-    reader = SealedStreamReader(SK_A, expected=None)
+    writer = SealedStreamWriter([pub(PK_A)], stream_key=key)
+    reader = SealedStreamReader(priv(SK_A), expected=None)
     assert key.hex() not in repr(writer) and "redacted" in repr(writer)
     assert SK_A.hex() not in repr(reader) and "redacted" in repr(reader)
-    assert recipient_key_id(PK_A).hex() in repr(reader)
+    assert recipient_key_id(pub(PK_A)).hex() in repr(reader)
