@@ -1,0 +1,164 @@
+"""This node's transparency log: an append-only RFC 9162 Merkle log in its database.
+
+Entries (index entries, custody events, ...) are appended with their leaf hash
+(SHA-256(0x00 || payload)); the hashes of complete subtrees are stored in
+`log_nodes` (key scheme of crypto.merkle_tree), so appends, roots of any
+earlier size and inclusion and consistency proofs cost O(log n) database reads.
+Signed tree heads are C2SP tlog-checkpoint notes kept in `log_checkpoints`.
+
+Appends are serialised: SQLite's write transactions begin with BEGIN IMMEDIATE
+(one writer at a time); on PostgreSQL each append takes a transaction-scoped
+advisory lock. Nothing is ever updated or deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session
+
+from crypto.checkpoint import Checkpoint, sign_checkpoint
+from crypto.merkle import leaf_hash
+from crypto.merkle_tree import MerkleTree
+from crypto.note import Signer
+from node import models as m
+from node.db import Database
+
+_LOCK_KEY: Final = 0x636F6D70  # "comp": the PostgreSQL advisory lock of log appends
+MAX_ENTRY_BYTES: Final = 1024 * 1024
+
+
+class SqlNodeStore:
+    """crypto.merkle_tree.NodeStore over the `log_nodes` table, within one session."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def get(self, level: int, index: int) -> bytes:
+        value = self._s.scalar(
+            select(m.LogNode.hash).where(m.LogNode.level == level, m.LogNode.index == index)
+        )
+        if value is None:
+            raise KeyError((level, index))
+        return bytes(value)
+
+    def put(self, level: int, index: int, node_hash: bytes) -> None:
+        self.put_many(level, index, [node_hash])
+
+    def put_many(self, level: int, first_index: int, node_hashes: Sequence[bytes]) -> None:
+        if not node_hashes:
+            return
+        existing = dict(
+            self._s.execute(
+                select(m.LogNode.index, m.LogNode.hash).where(
+                    m.LogNode.level == level,
+                    m.LogNode.index >= first_index,
+                    m.LogNode.index < first_index + len(node_hashes),
+                )
+            ).all()
+        )
+        rows = []
+        for offset, node_hash in enumerate(node_hashes):
+            index = first_index + offset
+            if index in existing:
+                if bytes(existing[index]) != node_hash:
+                    raise ValueError("a stored log node cannot change")
+                continue
+            rows.append({"level": level, "index": index, "hash": node_hash})
+        if rows:
+            self._s.execute(insert(m.Base.metadata.tables["log_nodes"]), rows)
+
+
+class TransparencyLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def append(
+        self, kind: str, payloads: Sequence[bytes], *, now: datetime | None = None
+    ) -> list[int]:
+        """Append entries in one transaction; returns their indexes."""
+        with self.db.write() as s:
+            return self.append_in(s, kind, payloads, now=now)
+
+    def append_in(
+        self, s: Session, kind: str, payloads: Sequence[bytes], *, now: datetime | None = None
+    ) -> list[int]:
+        """Append within the caller's write transaction (so a record and its log entry
+        commit together)."""
+        if any(len(p) > MAX_ENTRY_BYTES for p in payloads):
+            raise ValueError(f"a log entry is larger than {MAX_ENTRY_BYTES} bytes")
+        if not payloads:
+            return []
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        size = _size(s)
+        tree = MerkleTree(SqlNodeStore(s), size)
+        leaves = [leaf_hash(p) for p in payloads]
+        indexes = list(tree.append_many(leaves))
+        at = now or datetime.now(UTC)
+        s.execute(
+            insert(m.Base.metadata.tables["log_entries"]),
+            [
+                {"index": i, "kind": kind, "payload": p, "leaf_hash": h, "appended_at": at}
+                for i, p, h in zip(indexes, payloads, leaves, strict=True)
+            ],
+        )
+        return indexes
+
+    def size(self) -> int:
+        with self.db.read() as s:
+            return _size(s)
+
+    def root(self, size: int | None = None) -> bytes:
+        with self.db.read() as s:
+            current = _size(s)
+            return MerkleTree(SqlNodeStore(s), current).root_at(current if size is None else size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        with self.db.read() as s:
+            return MerkleTree(SqlNodeStore(s), _size(s)).inclusion_proof(index, size)
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        with self.db.read() as s:
+            return MerkleTree(SqlNodeStore(s), _size(s)).consistency_proof(old_size, new_size)
+
+    def entries(self, start: int, limit: int) -> list[tuple[int, str, bytes]]:
+        """Entries from index `start` on, at most `limit` of them."""
+        with self.db.read() as s:
+            rows = s.execute(
+                select(m.LogEntry.index, m.LogEntry.kind, m.LogEntry.payload)
+                .where(m.LogEntry.index >= start)
+                .order_by(m.LogEntry.index)
+                .limit(limit)
+            )
+            return [(r[0], r[1], bytes(r[2])) for r in rows]
+
+    def sign_checkpoint(self, signer: Signer, *, origin: str, now: datetime | None = None) -> str:
+        """A signed tree head of the current log, stored (one per size)."""
+        with self.db.write() as s:
+            size = _size(s)
+            stored = s.get(m.LogCheckpoint, size)
+            if stored is not None:
+                return stored.note
+            root = MerkleTree(SqlNodeStore(s), size).root()
+            note = sign_checkpoint(Checkpoint(origin, size, root), signer)
+            s.add(
+                m.LogCheckpoint(
+                    size=size, root_hash=root, note=note, created_at=now or datetime.now(UTC)
+                )
+            )
+            return note
+
+    def latest_checkpoint(self) -> str | None:
+        with self.db.read() as s:
+            return s.scalar(
+                select(m.LogCheckpoint.note).order_by(m.LogCheckpoint.size.desc()).limit(1)
+            )
+
+
+def _size(s: Session) -> int:
+    last = s.scalar(select(func.max(m.LogEntry.index)))
+    return 0 if last is None else int(last) + 1
