@@ -19,7 +19,6 @@ check is refused (CeremonyError); nothing is stored.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -28,6 +27,7 @@ from crypto import x25519
 from crypto.errors import CryptoError
 from crypto.ristretto import Element, Scalar, base_mult, random_scalar
 from crypto.threshold_oprf import KeyShare, ShareCommitment, split_key, verify_commitments
+from federation.encoding import canonical_json, load_json_object
 from federation.errors import FederationError
 from federation.roster import Roster
 
@@ -49,7 +49,7 @@ class OprfPublic:
     commitments: Mapping[str, ShareCommitment]  # by state
 
     def to_json(self) -> bytes:
-        return _canonical(
+        return canonical_json(
             {
                 "format": PUBLIC_FORMAT,
                 "threshold": self.threshold,
@@ -114,7 +114,7 @@ def run_ceremony(roster: Roster, *, threshold: int) -> CeremonyOutput:
     sealed: dict[str, bytes] = {}
     commitments: dict[str, ShareCommitment] = {}
     for member, share, commitment in zip(members, split.shares, split.commitments, strict=True):
-        body = _canonical(
+        body = canonical_json(
             {
                 "format": SHARE_FORMAT,
                 "state": member.state,
@@ -183,17 +183,8 @@ def _integer(value: object) -> int:
     return value
 
 
-def _canonical(obj: object) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-
 def _load(data: bytes, limit: int) -> dict[str, Any]:
-    if len(data) > limit:
-        raise CeremonyError("too large")
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise CeremonyError("not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise CeremonyError("expected a JSON object")
-    return obj
+        return load_json_object(data, limit=limit)
+    except ValueError as e:
+        raise CeremonyError(str(e)) from None

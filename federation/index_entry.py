@@ -17,7 +17,6 @@ is ever deleted. Incidents with sharing level ``sealed`` are never indexed.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from typing import Any, Final
 from crypto import signing
 from crypto.dsse import Envelope, VerificationPolicy, sign_envelope, verify_envelope
 from crypto.errors import CryptoError
+from federation.encoding import canonical_json, load_json_object
 from federation.errors import FederationError
 from federation.roster import Roster
 from node.records import IncidentView
@@ -89,7 +89,7 @@ class IndexEntry:
 
     def payload(self) -> bytes:
         c = self.content
-        return _canonical(
+        return canonical_json(
             {
                 "format": FORMAT,
                 "state": self.state,
@@ -202,9 +202,7 @@ def verify_entry(envelope: Envelope, roster: Roster, *, state: str) -> IndexEntr
 
 
 def _parse(data: bytes) -> IndexEntry:
-    if len(data) > MAX_PAYLOAD_BYTES:
-        raise ValueError("too large")
-    obj = json.loads(data.decode("utf-8"), parse_float=_refuse, parse_constant=_refuse)
+    obj = load_json_object(data, limit=MAX_PAYLOAD_BYTES)
     _fields(obj, _TOP)
     if obj["format"] != FORMAT or obj["state"] not in STATES:
         raise ValueError("format or state")
@@ -270,11 +268,3 @@ def _agent(a: Any) -> AgentEntry:
 def _fields(obj: Any, expected: frozenset[str]) -> None:
     if not isinstance(obj, dict) or set(obj) != expected:
         raise ValueError("fields")
-
-
-def _refuse(_text: str) -> Any:
-    raise ValueError("numbers must be integers")
-
-
-def _canonical(obj: object) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()

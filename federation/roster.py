@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import Any, Final
 from crypto import signing, x25519
 from crypto.dsse import Envelope, VerificationPolicy, add_signature, sign_envelope, verify_envelope
 from crypto.errors import CryptoError, EncodingError
+from federation.encoding import canonical_json, load_json_object
 from federation.errors import RosterError, RosterExpiredError, RosterRollbackError
 from node.vocab import STATES
 
@@ -75,7 +75,7 @@ class Member:
 
     def card(self) -> bytes:
         """The member card a node exports for a roster proposal (canonical JSON)."""
-        return _canonical({"format": CARD_FORMAT, **self.to_json()})
+        return canonical_json({"format": CARD_FORMAT, **self.to_json()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ class Roster:
 
     def payload(self) -> bytes:
         """The canonical JSON that members sign."""
-        return _canonical(
+        return canonical_json(
             {
                 "format": FORMAT,
                 "version": self.version,
@@ -266,23 +266,10 @@ def _exact_fields(obj: dict[str, Any], fields: frozenset[str], where: str) -> No
 
 
 def _load(data: bytes, limit: int, what: str) -> dict[str, Any]:
-    if not isinstance(data, bytes) or len(data) > limit:
-        raise RosterError(f"{what}: not bytes, or larger than {limit} bytes")
     try:
-        obj = json.loads(data.decode("utf-8"), parse_float=_no_float, parse_constant=_no_float)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise RosterError(f"{what}: not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise RosterError(f"{what}: expected a JSON object")
-    return obj
-
-
-def _no_float(_text: str) -> Any:
-    raise ValueError("numbers must be integers")
-
-
-def _canonical(obj: object) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+        return load_json_object(data, limit=limit)
+    except ValueError as e:
+        raise RosterError(f"{what}: {e}") from None
 
 
 def _format_time(value: datetime) -> str:
