@@ -21,3 +21,7 @@ class RosterRollbackError(RosterError):
 
 class RosterExpiredError(FederationError):
     """The roster in force has expired: federation traffic stops until a new one is applied."""
+
+
+class CeremonyError(FederationError):
+    """A sealed share or OPRF public record that must not be used."""

@@ -38,7 +38,8 @@ from crypto import signing, x25519
 from crypto.dsse import Envelope, VerificationPolicy, add_signature, sign_envelope, verify_envelope
 from crypto.errors import CryptoError, EncodingError
 from federation.encoding import canonical_json, load_json_object
-from federation.errors import RosterError, RosterExpiredError, RosterRollbackError
+from federation.errors import CeremonyError, RosterError, RosterExpiredError, RosterRollbackError
+from federation.oprf_public import OprfPublic
 from node.vocab import STATES
 
 PAYLOAD_TYPE: Final = "application/vnd.compact.roster.v1+json"
@@ -52,6 +53,7 @@ _ENDPOINT: Final = re.compile(
 )
 _MEMBER_FIELDS: Final = frozenset({"state", "endpoint", "tls_pin", "signing_key", "encryption_key"})
 _ROSTER_FIELDS: Final = frozenset({"format", "version", "expires", "threshold", "members"})
+_OPTIONAL_FIELDS: Final = frozenset({"oprf"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,21 +88,24 @@ class Roster:
     expires: datetime
     threshold: int
     members: tuple[Member, ...]
+    # The compact OPRF key's public record (from the key ceremony), once there is one.
+    oprf: OprfPublic | None = None
 
     def __post_init__(self) -> None:
         _check_roster(self)
 
     def payload(self) -> bytes:
         """The canonical JSON that members sign."""
-        return canonical_json(
-            {
-                "format": FORMAT,
-                "version": self.version,
-                "expires": _format_time(self.expires),
-                "threshold": self.threshold,
-                "members": [m.to_json() for m in self.members],
-            }
-        )
+        obj: dict[str, Any] = {
+            "format": FORMAT,
+            "version": self.version,
+            "expires": _format_time(self.expires),
+            "threshold": self.threshold,
+            "members": [m.to_json() for m in self.members],
+        }
+        if self.oprf is not None:
+            obj["oprf"] = self.oprf.to_obj()
+        return canonical_json(obj)
 
     def payload_sha256(self) -> str:
         return hashlib.sha256(self.payload()).hexdigest()
@@ -119,7 +124,7 @@ class Roster:
     def from_payload(cls, data: bytes) -> Roster:
         """Parse a roster payload (strict: canonical JSON only; RosterError otherwise)."""
         obj = _load(data, MAX_PAYLOAD_BYTES, "roster")
-        _exact_fields(obj, _ROSTER_FIELDS, "roster")
+        _exact_fields(obj, _ROSTER_FIELDS, "roster", optional=_OPTIONAL_FIELDS)
         if obj["format"] != FORMAT:
             raise RosterError("roster: unknown format")
         version, threshold = obj["version"], obj["threshold"]
@@ -133,6 +138,7 @@ class Roster:
             expires=_parse_time(obj["expires"]),
             threshold=threshold,
             members=tuple(_member(m, f"members[{i}]") for i, m in enumerate(members)),
+            oprf=_oprf(obj["oprf"]) if "oprf" in obj else None,
         )
         if roster.payload() != data:
             raise RosterError("roster: the payload is not in canonical form")
@@ -233,6 +239,8 @@ def _check_roster(r: Roster) -> None:
     ):
         if len(set(values)) != len(values):
             raise RosterError(f"roster: two members share a {what}")
+    if r.oprf is not None and set(r.oprf.commitments) != set(states):
+        raise RosterError("roster.oprf: one share commitment per member is required")
 
 
 def _member(obj: Any, where: str) -> Member:
@@ -259,8 +267,21 @@ def _member(obj: Any, where: str) -> Member:
     return Member(obj["state"], obj["endpoint"], obj["tls_pin"], signing_key, encryption_key)
 
 
-def _exact_fields(obj: dict[str, Any], fields: frozenset[str], where: str) -> None:
-    missing, extra = sorted(fields - set(obj)), sorted(set(obj) - fields)
+def _oprf(obj: Any) -> OprfPublic:
+    try:
+        return OprfPublic.from_obj(obj)
+    except CeremonyError as e:
+        raise RosterError(f"roster.oprf: {e}") from None
+
+
+def _exact_fields(
+    obj: dict[str, Any],
+    fields: frozenset[str],
+    where: str,
+    *,
+    optional: frozenset[str] = frozenset(),
+) -> None:
+    missing, extra = sorted(fields - set(obj)), sorted(set(obj) - fields - optional)
     if missing or extra:
         raise RosterError(f"{where}: missing {missing or 'nothing'}, unknown {extra or 'nothing'}")
 

@@ -315,3 +315,164 @@ class LogCheckpoint(Base):
     root_hash: Mapped[bytes] = mapped_column(LargeBinary)
     note: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- federation (issue 4) ---------------------------------------------------------------
+
+
+class RosterVersion(Base):
+    """Every roster version this node applied, as the signed DSSE envelope (JSON)."""
+
+    __tablename__ = "roster_versions"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MemberCertificate(Base):
+    """A member's TLS certificate (PEM), kept only when it matches a roster pin."""
+
+    __tablename__ = "member_certificates"
+
+    tls_pin: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(2))
+    certificate: Mapped[bytes] = mapped_column(LargeBinary)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OprfShare(Base):
+    """This node's share of the compact OPRF key, field-encrypted under the data key."""
+
+    __tablename__ = "oprf_shares"
+
+    oprf_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    share_index: Mapped[int] = mapped_column(Integer)
+    share_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Pseudonym(Base):
+    """The compact-wide pseudonym of one identifier key (`kind:value`), under one OPRF key."""
+
+    __tablename__ = "pseudonyms"
+
+    oprf_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(TEXT + SHORT + 1), primary_key=True)
+    pseudonym: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OprfUsage(Base):
+    """How many elements each member had this node evaluate with its share, per UTC day."""
+
+    __tablename__ = "oprf_usage"
+
+    requester: Mapped[str] = mapped_column(String(2), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    elements: Mapped[int] = mapped_column(BigInteger)
+
+
+class PublishedEntry(Base):
+    """The newest index-entry revision this node published for one of its incidents."""
+
+    __tablename__ = "published_entries"
+
+    global_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    log_index: Mapped[int] = mapped_column(BigInteger)
+    entry_sha256: Mapped[str] = mapped_column(String(64))
+    withdrawn: Mapped[bool] = mapped_column(Boolean)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReplicaEntry(Base):
+    """A verified index entry of a peer's log (the DSSE envelope as the peer signed it)."""
+
+    __tablename__ = "replica_entries"
+    __table_args__ = (Index("ix_replica_entries_state_global_id", "state", "global_id"),)
+
+    state: Mapped[str] = mapped_column(String(2), primary_key=True)
+    log_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    global_id: Mapped[str] = mapped_column(String(64))
+    revision: Mapped[int] = mapped_column(Integer)
+    withdrawn: Mapped[bool] = mapped_column(Boolean)
+    current: Mapped[bool] = mapped_column(Boolean, index=True)
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReplicaPseudonym(Base):
+    """One agent pseudonym of a current replica entry (or of this node's own published entry)."""
+
+    __tablename__ = "replica_pseudonyms"
+    __table_args__ = (Index("ix_replica_pseudonyms_pseudonym", "pseudonym"),)
+
+    state: Mapped[str] = mapped_column(String(2), primary_key=True)
+    global_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(SHORT), primary_key=True)
+    pseudonym: Mapped[str] = mapped_column(String(128))
+
+
+class ReplicaLog(Base):
+    """How far this node has verified a peer's log, and the newest checkpoint it accepted."""
+
+    __tablename__ = "replica_logs"
+
+    state: Mapped[str] = mapped_column(String(2), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    checkpoint_size: Mapped[int] = mapped_column(BigInteger)
+    checkpoint_root: Mapped[bytes] = mapped_column(LargeBinary)
+    checkpoint_note: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReplicaLogNode(Base):
+    """A complete-subtree hash of a peer's log, as this node rebuilt it (crypto.merkle_tree)."""
+
+    __tablename__ = "replica_log_nodes"
+
+    state: Mapped[str] = mapped_column(String(2), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LogCosignature(Base):
+    """A witness's C2SP tlog-cosignature of one of this node's checkpoints."""
+
+    __tablename__ = "log_cosignatures"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    witness: Mapped[str] = mapped_column(String(2), primary_key=True)
+    signature_line: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PeerStatus(Base):
+    """The sync state of one peer: last attempt, last success, backoff."""
+
+    __tablename__ = "peer_status"
+
+    state: Mapped[str] = mapped_column(String(2), primary_key=True)
+    last_attempt: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer)
+    next_attempt: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    peer_size: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Alert(Base):
+    """Something an operator must look at, with its proof (e.g. two conflicting checkpoints)."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    kind: Mapped[str] = mapped_column(String(SHORT))
+    state: Mapped[str] = mapped_column(String(2))
+    message: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -32,8 +33,7 @@ def open_all() -> tuple[OprfPublic, dict[str, KeyShare]]:
             out.sealed_shares[state],
             state=state,
             private_key=NODES[state].enc,
-            public=out.public,
-            roster=V1,
+            roster=out.roster,
         )
         for state in NODES
     }
@@ -63,9 +63,7 @@ def test_every_pair_of_members_computes_the_same_pseudonym() -> None:
 def test_each_share_is_sealed_to_its_member_only() -> None:
     out = run_ceremony(V1, threshold=2)
     with pytest.raises(CeremonyError, match="cannot be opened"):
-        open_share(
-            out.sealed_shares["MN"], state="MN", private_key=IL.enc, public=out.public, roster=V1
-        )
+        open_share(out.sealed_shares["MN"], state="MN", private_key=IL.enc, roster=out.roster)
     assert set(out.sealed_shares) == {"IL", "MN", "CA"}
     assert len({bytes(v) for v in out.sealed_shares.values()}) == 3
 
@@ -85,16 +83,28 @@ def test_share_replayed_to_another_state() -> None:
     out = run_ceremony(V1, threshold=2)
     body = _body(out.sealed_shares["IL"], IL)
     with pytest.raises(CeremonyError, match="another state"):
-        open_share(_reseal(body, MN), state="MN", private_key=MN.enc, public=out.public, roster=V1)
+        open_share(_reseal(body, MN), state="MN", private_key=MN.enc, roster=out.roster)
 
 
-def test_share_of_another_roster_version() -> None:
+def test_share_under_a_roster_without_an_oprf_record() -> None:
     out = run_ceremony(V1, threshold=2)
     v2 = roster(2, [IL, MN, CA, NY], threshold=2)
-    with pytest.raises(CeremonyError, match="another roster"):
-        open_share(
-            out.sealed_shares["IL"], state="IL", private_key=IL.enc, public=out.public, roster=v2
-        )
+    with pytest.raises(CeremonyError, match="no OPRF public record"):
+        open_share(out.sealed_shares["IL"], state="IL", private_key=IL.enc, roster=v2)
+
+
+def test_share_stays_valid_in_a_later_roster_with_the_same_record() -> None:
+    out = run_ceremony(V1, threshold=2)
+    later = dataclasses.replace(out.roster, version=2)
+    share = open_share(out.sealed_shares["IL"], state="IL", private_key=IL.enc, roster=later)
+    assert base_mult(share.scalar) == out.public.commitments["IL"].element
+
+
+def test_roster_payload_carries_the_public_record() -> None:
+    out = run_ceremony(V1, threshold=2)
+    parsed = type(out.roster).from_payload(out.roster.payload())
+    assert parsed.oprf == out.public
+    assert V1.oprf is None and b'"oprf"' not in V1.payload()
 
 
 def test_share_that_does_not_match_its_commitment() -> None:
@@ -102,7 +112,7 @@ def test_share_that_does_not_match_its_commitment() -> None:
     body = _body(out.sealed_shares["IL"], IL)
     body["share"] = random_scalar().to_bytes().hex()
     with pytest.raises(CeremonyError, match="commitment"):
-        open_share(_reseal(body, IL), state="IL", private_key=IL.enc, public=out.public, roster=V1)
+        open_share(_reseal(body, IL), state="IL", private_key=IL.enc, roster=out.roster)
 
 
 def test_share_with_a_zero_scalar() -> None:
@@ -110,7 +120,7 @@ def test_share_with_a_zero_scalar() -> None:
     body = _body(out.sealed_shares["IL"], IL)
     body["share"] = "00" * 32
     with pytest.raises(CeremonyError, match="commitment"):
-        open_share(_reseal(body, IL), state="IL", private_key=IL.enc, public=out.public, roster=V1)
+        open_share(_reseal(body, IL), state="IL", private_key=IL.enc, roster=out.roster)
 
 
 def test_public_record_with_a_forged_commitment() -> None:
@@ -119,22 +129,21 @@ def test_public_record_with_a_forged_commitment() -> None:
     forged = dict(out.public.commitments)
     forged["CA"] = ShareCommitment(forged["CA"].index, base_mult(random_scalar()))
     bad = OprfPublic(out.public.threshold, out.public.public_key, forged)
-    with pytest.raises(CeremonyError, match="public record"):
-        open_share(out.sealed_shares["IL"], state="IL", private_key=IL.enc, public=bad, roster=V1)
+    with pytest.raises(CeremonyError, match="another OPRF key"):
+        open_share(
+            out.sealed_shares["IL"],
+            state="IL",
+            private_key=IL.enc,
+            roster=dataclasses.replace(out.roster, oprf=bad),
+        )
     with pytest.raises(CeremonyError):
         OprfPublic.from_json(bad.to_json())
 
 
 def test_public_record_of_another_ceremony() -> None:
     first, second = run_ceremony(V1, threshold=2), run_ceremony(V1, threshold=2)
-    with pytest.raises(CeremonyError, match="does not belong"):
-        open_share(
-            first.sealed_shares["IL"],
-            state="IL",
-            private_key=IL.enc,
-            public=second.public,
-            roster=V1,
-        )
+    with pytest.raises(CeremonyError, match="another OPRF key"):
+        open_share(first.sealed_shares["IL"], state="IL", private_key=IL.enc, roster=second.roster)
 
 
 def test_public_record_round_trip_and_malformed() -> None:
@@ -158,7 +167,7 @@ def test_public_record_round_trip_and_malformed() -> None:
 def test_garbage_sealed_shares(sealed: bytes) -> None:
     out = run_ceremony(V1, threshold=2)
     with pytest.raises(CeremonyError):
-        open_share(sealed, state="IL", private_key=IL.enc, public=out.public, roster=V1)
+        open_share(sealed, state="IL", private_key=IL.enc, roster=out.roster)
 
 
 @pytest.mark.parametrize("threshold", [0, 4])
@@ -172,3 +181,18 @@ def test_commitments_are_share_times_generator() -> None:
     for state, share in shares.items():
         assert base_mult(share.scalar) == public.commitments[state].element
     assert isinstance(public.public_key, Element)
+
+
+def test_roster_whose_oprf_record_lacks_a_member_is_refused() -> None:
+    from federation.errors import RosterError
+
+    out = run_ceremony(V1, threshold=2)
+    partial = dict(out.public.commitments)
+    del partial["CA"]
+    with pytest.raises(RosterError, match="one share commitment per member"):
+        dataclasses.replace(
+            out.roster, oprf=OprfPublic(out.public.threshold, out.public.public_key, partial)
+        )
+    broken = out.roster.payload().replace(b'"format":"compact-oprf-public-v1"', b'"format":"x"')
+    with pytest.raises(RosterError, match=r"roster\.oprf"):
+        type(out.roster).from_payload(broken)
