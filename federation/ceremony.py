@@ -36,7 +36,14 @@ from federation.errors import CeremonyError
 from federation.oprf_public import OprfPublic
 from federation.roster import Roster
 
-__all__ = ["CeremonyError", "CeremonyOutput", "OprfPublic", "open_share", "run_ceremony"]
+__all__ = [
+    "CeremonyError",
+    "CeremonyOutput",
+    "OprfPublic",
+    "open_share",
+    "public_sha256",
+    "run_ceremony",
+]
 
 SHARE_FORMAT: Final = "compact-oprf-share-v1"
 _MAX_SEALED: Final = 4096

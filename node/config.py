@@ -142,6 +142,65 @@ class ClientSettings:
 
 
 @dataclass(frozen=True)
+class FederationSettings:
+    """FederationService (node to node, mutual TLS) and syncing with the other members."""
+
+    listen: str = field(
+        default="127.0.0.1:7401",
+        metadata=_doc(
+            "host:port FederationService listens on (mutual TLS, members only); port 0 lets "
+            "the OS choose (see run/federation.json)."
+        ),
+    )
+    endpoint: str = field(
+        default="",
+        metadata=_doc(
+            "host:port other members dial, as written into this node's member card. "
+            "Empty: the listen address."
+        ),
+    )
+    sync_interval_seconds: float = field(
+        default=30.0,
+        metadata=_doc(
+            "`compact serve` syncs with every member this often (and publishes new records).",
+            minimum=0.5,
+            maximum=86_400,
+        ),
+    )
+    max_backoff_seconds: float = field(
+        default=600.0,
+        metadata=_doc(
+            "A member that cannot be reached is retried with exponential backoff up to this.",
+            minimum=1,
+            maximum=86_400,
+        ),
+    )
+    deadline_seconds: float = field(
+        default=30.0,
+        metadata=_doc("Deadline of each call to another member.", minimum=0.1, maximum=3600),
+    )
+    oprf_daily_limit: int = field(
+        default=200_000,
+        metadata=_doc(
+            "Identifier keys each member may have this node evaluate with its OPRF key share "
+            "per UTC day; more are refused (RESOURCE_EXHAUSTED).",
+            minimum=1,
+            maximum=1_000_000_000,
+        ),
+    )
+    oprf_batch_size: int = field(
+        default=500,
+        metadata=_doc(
+            "Identifier keys per OPRF request to a share holder.", minimum=1, maximum=1000
+        ),
+    )
+    entries_per_request: int = field(
+        default=1000,
+        metadata=_doc("Log entries fetched per request while syncing.", minimum=1, maximum=1000),
+    )
+
+
+@dataclass(frozen=True)
 class LimitSettings:
     """Bounds on imported data. A value over a limit is rejected, never truncated."""
 
@@ -192,6 +251,7 @@ class Config:
     keys: KeySettings = field(default_factory=KeySettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     client: ClientSettings = field(default_factory=ClientSettings)
+    federation: FederationSettings = field(default_factory=FederationSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -221,6 +281,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "keys": KeySettings,
     "server": ServerSettings,
     "client": ClientSettings,
+    "federation": FederationSettings,
     "limits": LimitSettings,
     "logging": LoggingSettings,
 }
@@ -295,6 +356,9 @@ def validate_config(config: Config) -> None:
     parse_host_port(config.server.listen, setting="server.listen")
     if config.client.endpoint:
         parse_host_port(config.client.endpoint, setting="client.endpoint")
+    parse_host_port(config.federation.listen, setting="federation.listen")
+    if config.federation.endpoint:
+        parse_host_port(config.federation.endpoint, setting="federation.endpoint")
 
 
 def _is_within(path: Path, folder: Path) -> bool:
