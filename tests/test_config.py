@@ -51,6 +51,7 @@ def test_every_setting_is_documented_in_the_rendered_file(tmp_path: Path) -> Non
         "keys",
         "server",
         "client",
+        "federation",
         "limits",
         "logging",
     }
