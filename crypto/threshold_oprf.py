@@ -67,11 +67,13 @@ __all__ = [
     "ShareCommitment",
     "ShareEvaluation",
     "combine",
+    "combine_verified",
     "evaluate_share",
     "lagrange_coefficients",
     "split_key",
     "threshold_finalize",
     "verify_commitments",
+    "verify_share_evaluation",
 ]
 
 #: The RFC 9497 mode whose output the threshold protocol reproduces.
@@ -271,6 +273,42 @@ def evaluate_share(
     return ShareEvaluation(share.index, evaluated, proof)
 
 
+def verify_share_evaluation(
+    blinded_elements: Sequence[Element],
+    evaluation: ShareEvaluation,
+    commitments: Mapping[int, Element] | Sequence[ShareCommitment],
+) -> None:
+    """Check one share holder's answer: a known index, one element per input, a valid proof.
+
+    VerificationError if not (EncodingError for a malformed proof); PolicyError for a bad
+    commitment table. Lets a requester tell which holder answered wrongly.
+    """
+    table = _commitment_map(commitments)
+    if not isinstance(evaluation, ShareEvaluation):
+        raise TypeError("evaluation must be a ShareEvaluation")
+    _check_batch_size(blinded_elements)
+    commitment = table.get(evaluation.index)
+    if commitment is None:
+        raise VerificationError("no commitment for this share index")
+    if len(evaluation.evaluated_elements) != len(blinded_elements):
+        raise VerificationError("the answer has the wrong number of elements")
+    verify_proof(
+        GENERATOR,
+        commitment,
+        blinded_elements,
+        evaluation.evaluated_elements,
+        evaluation.proof,
+        context=_CONTEXT,
+    )
+
+
+def _check_batch_size(blinded_elements: Sequence[Element]) -> None:
+    if not blinded_elements:
+        raise ValueError("nothing to combine")
+    if len(blinded_elements) > MAX_BATCH:
+        raise ValueError(f"at most {MAX_BATCH} elements per batch")
+
+
 def combine(
     blinded_elements: Sequence[Element],
     evaluations: Sequence[ShareEvaluation],
@@ -287,43 +325,43 @@ def combine(
     """
     table = _commitment_map(commitments)
     _check_threshold(t, len(table))
-    if not blinded_elements:
-        raise ValueError("nothing to combine")
-    if len(blinded_elements) > MAX_BATCH:
-        raise ValueError(f"at most {MAX_BATCH} elements per batch")
+    _check_batch_size(blinded_elements)
     valid: dict[int, tuple[Element, ...]] = {}
     for ev in evaluations:
         if len(valid) == t:
             break
         if not isinstance(ev, ShareEvaluation):
             raise TypeError("evaluations must be ShareEvaluation values")
-        commitment = table.get(ev.index)
-        if commitment is None or ev.index in valid:
-            continue
-        if len(ev.evaluated_elements) != len(blinded_elements):
+        if ev.index in valid:
             continue
         try:
-            verify_proof(
-                GENERATOR,
-                commitment,
-                blinded_elements,
-                ev.evaluated_elements,
-                ev.proof,
-                context=_CONTEXT,
-            )
+            verify_share_evaluation(blinded_elements, ev, table)
         except (EncodingError, VerificationError):
             continue
         valid[ev.index] = ev.evaluated_elements
-    if len(valid) < t:
-        raise ThresholdError(f"{len(valid)} valid share evaluations, {t} required")
-    lambdas = lagrange_coefficients(valid)
-    indexes = list(valid)
+    return combine_verified(len(blinded_elements), valid, t=t)
+
+
+def combine_verified(
+    count: int, verified: Mapping[int, Sequence[Element]], *, t: int
+) -> list[Element]:
+    """Interpolate answers already checked with :func:`verify_share_evaluation`.
+
+    ``verified`` maps share index to its evaluated elements (``count`` each); the first
+    ``t`` indexes are used. ThresholdError if there are fewer than ``t``.
+    """
+    if len(verified) < t:
+        raise ThresholdError(f"{len(verified)} valid share evaluations, {t} required")
+    indexes = list(verified)[:t]
+    if any(len(verified[i]) != count for i in indexes):
+        raise ValueError("every answer must have one element per input")
+    lambdas = lagrange_coefficients(indexes)
     combined: list[Element] = []
     try:
-        for pos in range(len(blinded_elements)):
-            total = scalar_mult(lambdas[indexes[0]], valid[indexes[0]][pos])
+        for pos in range(count):
+            total = scalar_mult(lambdas[indexes[0]], verified[indexes[0]][pos])
             for i in indexes[1:]:
-                total = element_add(total, scalar_mult(lambdas[i], valid[i][pos]))
+                total = element_add(total, scalar_mult(lambdas[i], verified[i][pos]))
             combined.append(total)
     except ValueError:  # unreachable with verified answers and a non-zero key
         raise VerificationError("share evaluations combine to the identity") from None

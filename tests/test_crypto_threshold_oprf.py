@@ -360,3 +360,22 @@ def test_threshold_finalize_checks_lengths() -> None:
     combined = th.combine(s.blinded, s.evaluations, s.split.commitments, t=2)
     with pytest.raises(ValueError, match="same length"):
         th.threshold_finalize(INPUTS[:2], s.blinds, combined)
+
+
+def test_verify_share_evaluation_names_each_bad_answer_and_combine_verified_matches() -> None:
+    s = make_setup(2, 3)
+    for ev in s.evaluations:
+        th.verify_share_evaluation(s.blinded, ev, s.split.commitments)
+    good, other = s.evaluations[0], s.evaluations[1]
+    wrong_proof = dataclasses.replace(good, proof=other.proof)
+    wrong_index = dataclasses.replace(good, index=other.index)
+    short = dataclasses.replace(good, evaluated_elements=good.evaluated_elements[:-1])
+    unknown = dataclasses.replace(good, index=9)
+    for bad in (wrong_proof, wrong_index, short, unknown):
+        with pytest.raises(VerificationError):
+            th.verify_share_evaluation(s.blinded, bad, s.split.commitments)
+    verified = {ev.index: ev.evaluated_elements for ev in s.evaluations[1:]}
+    combined = th.combine_verified(len(s.blinded), verified, t=2)
+    assert th.threshold_finalize(INPUTS, s.blinds, combined) == s.expected
+    with pytest.raises(ThresholdError):
+        th.combine_verified(len(s.blinded), {good.index: good.evaluated_elements}, t=2)
