@@ -209,11 +209,12 @@ class FederationStore:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 out.update(
-                    s.execute(
+                    (str(k), str(v))
+                    for k, v in s.execute(
                         select(m.Pseudonym.key, m.Pseudonym.pseudonym).where(
                             m.Pseudonym.oprf_sha256 == oprf_sha256, m.Pseudonym.key.in_(chunk)
                         )
-                    ).tuples()
+                    )
                 )
         return out
 

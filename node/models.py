@@ -383,6 +383,8 @@ class PublishedEntry(Base):
     revision: Mapped[int] = mapped_column(Integer)
     log_index: Mapped[int] = mapped_column(BigInteger)
     entry_sha256: Mapped[str] = mapped_column(String(64))
+    # incidents.content_hash when published: a re-import that changes it needs a new revision.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
     withdrawn: Mapped[bool] = mapped_column(Boolean)
     published_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

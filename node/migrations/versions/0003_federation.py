@@ -94,6 +94,7 @@ def upgrade() -> None:
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("log_index", sa.BigInteger(), nullable=False),
         sa.Column("entry_sha256", sa.String(length=64), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=True),
         sa.Column("withdrawn", sa.Boolean(), nullable=False),
         sa.Column("published_at", node.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("global_id", name=op.f("pk_published_entries")),

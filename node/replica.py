@@ -1,0 +1,315 @@
+"""Verified replicas of the other members' logs, and what this node witnessed.
+
+For each peer the node keeps the peer's log as it rebuilt it (complete-subtree
+hashes in `replica_log_nodes`, crypto.merkle_tree key scheme), how far it has
+verified it (`replica_logs.size`), and the newest checkpoint it accepted. The
+rules (DESIGN.md section 4; docs/federation.md):
+
+- A checkpoint must carry the peer's signature under the roster key, for the
+  peer's origin, and be consistent (RFC 9162 proof) with the last one accepted.
+  A checkpoint of the same size with another root, or one that is not
+  consistent, is a fork: both signed notes are kept as proof in an alert and
+  the peer is refused. One smaller than the last accepted is a replay and is
+  refused.
+- Entries are appended to the rebuilt tree batch by batch; each batch is
+  accepted only if the rebuilt root at its end is consistent with the accepted
+  checkpoint (a proof the peer sends with the batch), and every index entry in
+  it verifies against the peer's roster key and parses. A batch is stored in
+  one transaction, or not at all.
+- A newer revision of an entry supersedes the older one (`current`); an older
+  or equal revision arriving later is refused (a rewritten history).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from crypto.checkpoint import Checkpoint, open_checkpoint
+from crypto.dsse import Envelope
+from crypto.errors import CryptoError
+from crypto.merkle import leaf_hash, verify_consistency
+from crypto.merkle_tree import MerkleTree
+from federation.errors import FederationError
+from federation.index_entry import IndexEntry, verify_entry
+from federation.naming import log_origin, log_verifier
+from federation.roster import Member, Roster
+from node import models as m
+from node.db import Database
+from node.publish import ENTRY_KIND, index_pseudonyms
+
+
+class ReplicaError(FederationError):
+    """A peer's log or entry that must not be accepted; `kind` names the alert it raises."""
+
+    def __init__(self, kind: str, message: str, evidence: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.evidence = evidence or {}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One log entry as received: payload for index entries, else only its leaf hash."""
+
+    index: int
+    kind: str
+    payload: bytes | None
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    size: int
+    checkpoint: Checkpoint | None
+    note: str | None
+
+
+class ReplicaNodeStore:
+    """crypto.merkle_tree.NodeStore over `replica_log_nodes` for one peer, in one session."""
+
+    def __init__(self, session: Session, state: str) -> None:
+        self._s = session
+        self._state = state
+
+    def get(self, level: int, index: int) -> bytes:
+        t = m.ReplicaLogNode
+        value = self._s.scalar(
+            select(t.hash).where(t.state == self._state, t.level == level, t.index == index)
+        )
+        if value is None:
+            raise KeyError((level, index))
+        return bytes(value)
+
+    def put(self, level: int, index: int, node_hash: bytes) -> None:
+        self.put_many(level, index, [node_hash])
+
+    def put_many(self, level: int, first_index: int, node_hashes: Sequence[bytes]) -> None:
+        if not node_hashes:
+            return
+        t = m.ReplicaLogNode
+        existing: dict[int, bytes] = dict(
+            (int(i), bytes(h))
+            for i, h in self._s.execute(
+                select(t.index, t.hash).where(
+                    t.state == self._state,
+                    t.level == level,
+                    t.index >= first_index,
+                    t.index < first_index + len(node_hashes),
+                )
+            )
+        )
+        rows = []
+        for offset, node_hash in enumerate(node_hashes):
+            index = first_index + offset
+            if index in existing:
+                if bytes(existing[index]) != node_hash:
+                    raise ValueError("a stored log node cannot change")
+                continue
+            rows.append({"state": self._state, "level": level, "index": index, "hash": node_hash})
+        if rows:
+            self._s.execute(insert(t), rows)
+
+
+class Replicas:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def state_of(self, state: str) -> ReplicaState:
+        with self.db.read() as s:
+            row = s.get(m.ReplicaLog, state)
+            if row is None:
+                return ReplicaState(0, None, None)
+            cp = Checkpoint(log_origin(state), row.checkpoint_size, bytes(row.checkpoint_root))
+            return ReplicaState(row.size, cp, row.checkpoint_note)
+
+    def accept_checkpoint(
+        self, member: Member, note: str, proof: Sequence[bytes], *, now: datetime
+    ) -> Checkpoint:
+        """Verify a peer's checkpoint against the last one accepted and keep it (ReplicaError)."""
+        state = member.state
+        try:
+            new = open_checkpoint(
+                note, log=log_verifier(state, member.signing_key), origin=log_origin(state)
+            )
+        except CryptoError as e:
+            raise ReplicaError(
+                "bad-checkpoint", f"{state}'s checkpoint does not verify: {e}"
+            ) from None
+        with self.db.write() as s:
+            row = s.get(m.ReplicaLog, state)
+            if row is not None:
+                old_size, old_root = row.checkpoint_size, bytes(row.checkpoint_root)
+                evidence = {"accepted": row.checkpoint_note, "presented": note}
+                if new.size < old_size:
+                    raise ReplicaError(
+                        "stale-checkpoint",
+                        f"{state} presented a checkpoint of size {new.size}, older than the "
+                        f"size {old_size} already accepted (a replay or a rollback)",
+                        evidence,
+                    )
+                if new.size == old_size:
+                    if not hmac.compare_digest(new.root_hash, old_root):
+                        raise ReplicaError(
+                            "forked-log",
+                            f"{state} signed two different roots for size {new.size}",
+                            evidence,
+                        )
+                else:
+                    try:
+                        verify_consistency(old_size, new.size, old_root, new.root_hash, list(proof))
+                    except CryptoError:
+                        raise ReplicaError(
+                            "forked-log",
+                            f"{state}'s checkpoint of size {new.size} is not consistent with "
+                            f"the one of size {old_size} already accepted (a rewritten log)",
+                            evidence,
+                        ) from None
+                row.checkpoint_size = new.size
+                row.checkpoint_root = new.root_hash
+                row.checkpoint_note = note
+                row.updated_at = now
+            else:
+                s.add(
+                    m.ReplicaLog(
+                        state=state,
+                        size=0,
+                        checkpoint_size=new.size,
+                        checkpoint_root=new.root_hash,
+                        checkpoint_note=note,
+                        updated_at=now,
+                    )
+                )
+        return new
+
+    def accept_entries(
+        self,
+        roster: Roster,
+        member: Member,
+        entries: Sequence[Entry],
+        proof: Sequence[bytes],
+        *,
+        now: datetime,
+    ) -> int:
+        """Verify and store a batch that continues the replica; returns the entries stored."""
+        state = member.state
+        with self.db.write() as s:
+            row = s.get(m.ReplicaLog, state)
+            if row is None:
+                raise ReplicaError("protocol", f"no checkpoint of {state} accepted yet")
+            start, target, target_root = row.size, row.checkpoint_size, bytes(row.checkpoint_root)
+            if not entries:
+                return 0
+            for offset, e in enumerate(entries):
+                if e.index != start + offset:
+                    raise ReplicaError("protocol", f"{state} sent entries out of order")
+                if e.payload is not None and leaf_hash(e.payload) != e.leaf_hash:
+                    raise ReplicaError("protocol", f"{state} sent a leaf hash that does not match")
+            end = start + len(entries)
+            if end > target:
+                raise ReplicaError("protocol", f"{state} sent entries beyond its checkpoint")
+            tree = MerkleTree(ReplicaNodeStore(s, state), start)
+            tree.append_many([e.leaf_hash for e in entries])
+            root = tree.root()
+            try:
+                if end == target:
+                    if not hmac.compare_digest(root, target_root):
+                        raise CryptoError("root mismatch")
+                else:
+                    verify_consistency(end, target, root, target_root, list(proof))
+            except CryptoError:
+                raise ReplicaError(
+                    "forked-log",
+                    f"{state}'s entries {start}..{end - 1} are not the ones its checkpoint "
+                    f"of size {target} commits to",
+                    {"accepted": row.checkpoint_note},
+                ) from None
+            parsed: list[tuple[Entry, IndexEntry]] = []
+            for e in entries:
+                if e.kind != ENTRY_KIND:
+                    continue
+                if e.payload is None:
+                    raise ReplicaError("protocol", f"{state} withheld an index entry's payload")
+                try:
+                    envelope = Envelope.from_json(e.payload)
+                    entry = verify_entry(envelope, roster, state=state)
+                except (CryptoError, FederationError) as err:
+                    raise ReplicaError(
+                        "bad-entry",
+                        f"{state}'s log entry {e.index} is not a valid index entry signed by "
+                        f"{state}: {err}",
+                        {
+                            "log_index": e.index,
+                            "payload_sha256": hashlib.sha256(e.payload).hexdigest(),
+                        },
+                    ) from None
+                parsed.append((e, entry))
+            self._store(s, state, parsed, now)
+            row.size = end
+            row.updated_at = now
+        return len(parsed)
+
+    def _store(
+        self, s: Session, state: str, parsed: Sequence[tuple[Entry, IndexEntry]], now: datetime
+    ) -> None:
+        if not parsed:
+            return
+        t = m.ReplicaEntry
+        gids = sorted({entry.global_id for _, entry in parsed})
+        last: dict[str, int] = {}
+        for i in range(0, len(gids), 500):
+            last.update(
+                (str(g), int(r))
+                for g, r in s.execute(
+                    select(t.global_id, t.revision).where(
+                        t.state == state, t.global_id.in_(gids[i : i + 500]), t.current.is_(True)
+                    )
+                )
+            )
+        newest: dict[str, tuple[Entry, IndexEntry]] = {}
+        for e, entry in parsed:
+            before = last.get(entry.global_id)
+            if before is not None and entry.revision <= before:
+                raise ReplicaError(
+                    "bad-entry",
+                    f"{state}'s log entry {e.index} repeats or rolls back revision "
+                    f"{entry.revision} of an incident",
+                    {"log_index": e.index},
+                )
+            last[entry.global_id] = entry.revision
+            newest[entry.global_id] = (e, entry)
+        for i in range(0, len(gids), 500):
+            s.execute(
+                update(t)
+                .where(
+                    t.state == state,
+                    t.global_id.in_(gids[i : i + 500]),
+                    t.current.is_(True),
+                )
+                .values(current=False)
+            )
+        current_indexes = {e.index for e, _ in newest.values()}
+        s.execute(
+            insert(t),
+            [
+                {
+                    "state": state,
+                    "log_index": e.index,
+                    "global_id": entry.global_id,
+                    "revision": entry.revision,
+                    "withdrawn": entry.withdrawn,
+                    "current": e.index in current_indexes,
+                    "envelope": e.payload,
+                    "received_at": now,
+                }
+                for e, entry in parsed
+            ],
+        )
+        index_pseudonyms(s, state, [entry for _, entry in newest.values()])

@@ -1,0 +1,421 @@
+"""Publishing an index and replicating it, in process: pseudonyms, verification, attacks.
+
+Two nodes (IL, MN) share one roster with a 2-of-3 OPRF key; share holders are
+called in process (the gRPC path is tested in test_fedservice and the
+three-node integration test). Each attack is a test named after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from crypto.checkpoint import Checkpoint, sign_checkpoint
+from crypto.dsse import sign_envelope
+from federation.ceremony import open_share, run_ceremony
+from federation.index_entry import PAYLOAD_TYPE, sign_entry
+from federation.naming import log_origin, log_signer
+from node import models as m
+from node.fedstore import FederationStore
+from node.ingest import NodeStorage, ingest_file
+from node.pseudonymise import PseudonymError, Pseudonymiser, ShareHolder, local_holder
+from node.publish import ENTRY_KIND, Publisher
+from node.replica import Entry, ReplicaError, Replicas
+from node.translog import TransparencyLog
+from tests.helpers import make_storage, record, write_jsonl
+from tests.test_federation_roster import CA, IL, MN, Node, roster, signed
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+NODES = {"IL": IL, "MN": MN, "CA": CA}
+CEREMONY = run_ceremony(roster(1, [IL, MN, CA], threshold=2), threshold=2)
+ROSTER = CEREMONY.roster
+SHARES = {
+    s: open_share(CEREMONY.sealed_shares[s], state=s, private_key=NODES[s].enc, roster=ROSTER)
+    for s in NODES
+}
+
+
+@dataclasses.dataclass
+class Side:
+    node: Node
+    storage: NodeStorage
+    store: FederationStore
+    log: TransparencyLog
+
+    @property
+    def state(self) -> str:
+        return self.node.state
+
+
+def side(tmp_path: Path, url: str, n: Node) -> Side:
+    storage = dataclasses.replace(make_storage(url, tmp_path / n.state), state=n.state)
+    with storage.db.write() as s:
+        s.add(
+            m.RosterVersion(
+                version=1,
+                envelope=signed(ROSTER, IL, MN).to_json(),
+                payload_sha256=ROSTER.payload_sha256(),
+                applied_at=NOW,
+            )
+        )
+    store = FederationStore(storage.db, storage.fields, n.state)
+    store.import_share(CEREMONY.sealed_shares[n.state], n.enc, now=NOW)
+    return Side(n, storage, store, TransparencyLog(storage.db))
+
+
+def pseudonymiser(s: Side, *holders: ShareHolder) -> Pseudonymiser:
+    own = s.store.share(ROSTER)
+    assert own is not None
+    return Pseudonymiser(
+        store=s.store, roster=ROSTER, holders=[local_holder(s.state, own), *holders]
+    )
+
+
+def helper(state: str) -> ShareHolder:
+    return local_holder(state, SHARES[state])
+
+
+def ingest(s: Side, tmp_path: Path, records: list[dict[str, Any]]) -> None:
+    path = write_jsonl(tmp_path / f"in-{s.state}", records)
+    report = ingest_file(s.storage, path, actor="test")
+    assert not report.errors
+
+
+def il_record(external_id: str, badge: str, **changes: Any) -> dict[str, Any]:
+    rec = record(external_id, **changes)
+    rec["agents"][0]["badge"] = badge
+    rec["location"] = {**rec["location"], "state": "IL"}
+    return rec
+
+
+def mn_record(external_id: str, badge: str) -> dict[str, Any]:
+    rec = record(external_id)
+    rec["agents"][0]["badge"] = badge
+    rec["location"] = {"county": "Hennepin", "state": "MN", "kind": "residence"}
+    return rec
+
+
+def publish(s: Side, *holders: ShareHolder) -> Any:
+    return asyncio.run(Publisher(s.storage, s.log, s.node.key).publish(pseudonymiser(s, *holders)))
+
+
+def feed(s: Side, start: int = 0) -> tuple[str, list[Entry]]:
+    note = s.log.latest_checkpoint()
+    assert note is not None
+    size = int(note.split("\n")[1])
+    rows = s.log.entries(start, size - start)
+    return note, [_entry(i, k, p) for i, k, p in rows]
+
+
+def _entry(index: int, kind: str, payload: bytes) -> Entry:
+    from crypto.merkle import leaf_hash
+
+    return Entry(index, kind, payload if kind == ENTRY_KIND else None, leaf_hash(payload))
+
+
+def replicate(dst: Side, src: Side) -> int:
+    member = ROSTER.member(src.state)
+    assert member is not None
+    replicas = Replicas(dst.storage.db)
+    before = replicas.state_of(src.state)
+    note, entries = feed(src, before.size)
+    old = before.checkpoint.size if before.checkpoint else 0
+    cp = replicas.accept_checkpoint(
+        member, note, src.log.consistency_proof(old, _size(note)) if old else [], now=NOW
+    )
+    return (
+        replicas.accept_entries(ROSTER, member, entries, [], now=NOW)
+        if cp.size > before.size
+        else 0
+    )
+
+
+def _size(note: str) -> int:
+    return int(note.split("\n")[1])
+
+
+def replica_rows(s: Side, state: str) -> list[tuple[str, int, bytes]]:
+    with s.storage.db.read() as sess:
+        return [
+            (g, r, bytes(e))
+            for g, r, e in sess.execute(
+                select(m.ReplicaEntry.global_id, m.ReplicaEntry.revision, m.ReplicaEntry.envelope)
+                .where(m.ReplicaEntry.state == state, m.ReplicaEntry.current.is_(True))
+                .order_by(m.ReplicaEntry.global_id)
+            ).all()
+        ]
+
+
+def pseudonym_rows(s: Side, state: str) -> set[tuple[str, int, str, str]]:
+    with s.storage.db.read() as sess:
+        return set(
+            sess.execute(
+                select(
+                    m.ReplicaPseudonym.global_id,
+                    m.ReplicaPseudonym.position,
+                    m.ReplicaPseudonym.kind,
+                    m.ReplicaPseudonym.pseudonym,
+                ).where(m.ReplicaPseudonym.state == state)
+            ).all()
+        )
+
+
+def published(s: Side) -> list[tuple[str, int, bytes]]:
+    with s.storage.db.read() as sess:
+        rows = sess.execute(
+            select(m.PublishedEntry.global_id, m.PublishedEntry.revision, m.LogEntry.payload)
+            .join(m.LogEntry, m.LogEntry.index == m.PublishedEntry.log_index)
+            .order_by(m.PublishedEntry.global_id)
+        ).all()
+        return [(g, r, bytes(p)) for g, r, p in rows]
+
+
+@pytest.fixture
+def pair(tmp_path: Path, database_url: str) -> tuple[Side, Side]:
+    """IL on the backend under test, MN on its own SQLite file (a mixed compact)."""
+    il = side(tmp_path, database_url, IL)
+    mn = side(tmp_path, f"sqlite:///{tmp_path}/mn.db", MN)
+    return il, mn
+
+
+def test_replica_equals_the_origins_published_index(
+    pair: tuple[Side, Side], tmp_path: Path
+) -> None:
+    il, mn = pair
+    ingest(
+        il,
+        tmp_path,
+        [
+            il_record("IL-1", "04471"),
+            il_record("IL-2", "7"),
+            il_record("IL-3", "7", sharing="sealed"),
+        ],
+    )
+    report = publish(il, helper("MN"))
+    assert report.published == 2 and report.checkpoint_size == 2
+    assert replicate(mn, il) == 2
+    assert replica_rows(mn, "IL") == published(il)
+    assert pseudonym_rows(mn, "IL") == pseudonym_rows(il, "IL")
+    # nothing new: a second round stores nothing and publishes nothing
+    assert publish(il, helper("MN")).published == 0
+    assert replicate(mn, il) == 0
+
+
+def test_same_identifier_in_two_states_gives_the_same_pseudonym(
+    pair: tuple[Side, Side], tmp_path: Path
+) -> None:
+    il, mn = pair
+    ingest(il, tmp_path, [il_record("IL-1", "04471"), il_record("IL-2", "555")])
+    ingest(mn, tmp_path, [mn_record("MN-1", "04471"), mn_record("MN-2", "999")])
+    publish(il, helper("CA"))  # IL with CA's share
+    publish(mn, helper("IL"))  # MN with IL's share: another pair of holders
+    badges_il = {p for g, _, k, p in pseudonym_rows(il, "IL") if k == "badge"}
+    badges_mn = {p for g, _, k, p in pseudonym_rows(mn, "MN") if k == "badge"}
+    assert len(badges_il) == 2 and len(badges_mn) == 2
+    assert len(badges_il & badges_mn) == 1  # 04471 in both states, and only that one
+
+
+def test_correction_and_withdrawal_supersede_never_delete(
+    pair: tuple[Side, Side], tmp_path: Path
+) -> None:
+    il, mn = pair
+    ingest(il, tmp_path, [il_record("IL-1", "1"), il_record("IL-2", "2")])
+    publish(il, helper("MN"))
+    replicate(mn, il)
+    # a correction (new content) and a record sealed after publication
+    with il.storage.db.write() as sess:
+        one = sess.scalars(select(m.Incident).where(m.Incident.external_id == "IL-1")).one()
+        one.status, one.content_hash = "unsubstantiated", "0" * 64
+        two = sess.scalars(select(m.Incident).where(m.Incident.external_id == "IL-2")).one()
+        two.sharing = "sealed"
+    report = publish(il, helper("MN"))
+    assert (report.published, report.withdrawn) == (1, 1)
+    replicate(mn, il)
+    rows = replica_rows(mn, "IL")
+    assert [r for _, r, _ in rows] == [2, 2]
+    with mn.storage.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(m.ReplicaEntry)) == 4
+        withdrawn = s.scalars(
+            select(m.ReplicaEntry.global_id).where(
+                m.ReplicaEntry.withdrawn.is_(True), m.ReplicaEntry.current.is_(True)
+            )
+        ).all()
+    assert len(withdrawn) == 1
+    assert {g for g, *_ in pseudonym_rows(mn, "IL")} == {g for g, *_ in pseudonym_rows(il, "IL")}
+    assert len({g for g, *_ in pseudonym_rows(mn, "IL")}) == 1
+
+
+def _append_and_sign(s: Side, payloads: list[bytes]) -> str:
+    s.log.append(ENTRY_KIND, payloads)
+    return s.log.sign_checkpoint(log_signer(s.state, s.node.key), origin=log_origin(s.state))
+
+
+def _count(s: Side) -> int:
+    with s.storage.db.read() as sess:
+        return int(sess.scalar(select(func.count()).select_from(m.ReplicaEntry)) or 0)
+
+
+def test_forged_entry(pair: tuple[Side, Side], tmp_path: Path) -> None:
+    """An entry in IL's log that IL's key did not sign (CA's key, claiming to be IL)."""
+    il, mn = pair
+    ingest(il, tmp_path, [il_record("IL-1", "1")])
+    publish(il, helper("MN"))
+    replicate(mn, il)
+    good = IL_entry_payload(il)
+    forged = sign_envelope(PAYLOAD_TYPE, good.payload(), [CA.key]).to_json()
+    _append_and_sign(il, [forged])
+    with pytest.raises(ReplicaError) as e:
+        replicate(mn, il)
+    assert e.value.kind == "bad-entry"
+    assert _count(mn) == 1 and Replicas(mn.storage.db).state_of("IL").size == 1
+
+
+def IL_entry_payload(il: Side) -> Any:
+    from crypto.dsse import Envelope
+    from federation.index_entry import IndexEntry
+
+    ((_, _, payload),) = il.log.entries(0, 1)
+    entry = IndexEntry.from_payload(Envelope.from_json(payload).payload)
+    return dataclasses.replace(entry, revision=entry.revision + 1)
+
+
+def test_entry_signed_by_a_member_of_another_state(pair: tuple[Side, Side], tmp_path: Path) -> None:
+    il, mn = pair
+    ingest(il, tmp_path, [il_record("IL-1", "1")])
+    publish(il, helper("MN"))
+    entry = IL_entry_payload(il)
+    mn_claim = dataclasses.replace(entry, state="MN", global_id="MN" + entry.global_id[2:])
+    _append_and_sign(il, [sign_entry(mn_claim, IL.key).to_json()])
+    with pytest.raises(ReplicaError, match="another state") as e:
+        replicate(mn, il)
+    assert e.value.kind == "bad-entry" and _count(mn) == 0
+
+
+def test_revision_rolled_back_in_a_later_entry(pair: tuple[Side, Side], tmp_path: Path) -> None:
+    il, mn = pair
+    ingest(il, tmp_path, [il_record("IL-1", "1")])
+    publish(il, helper("MN"))
+    entry = dataclasses.replace(IL_entry_payload(il), revision=1)  # the same revision again
+    _append_and_sign(il, [sign_entry(entry, IL.key).to_json()])
+    with pytest.raises(ReplicaError, match="rolls back") as e:
+        replicate(mn, il)
+    assert e.value.kind == "bad-entry" and _count(mn) == 0
+
+
+def test_rewritten_peer_log(pair: tuple[Side, Side], tmp_path: Path) -> None:
+    """IL shows MN one history, then rewrites it: the fork is caught and both notes kept."""
+    il, mn = pair
+    ingest(il, tmp_path, [il_record("IL-1", "1")])
+    publish(il, helper("MN"))
+    replicate(mn, il)
+    first = il.log.latest_checkpoint()
+    other = side(tmp_path / "rewritten", f"sqlite:///{tmp_path}/rewritten.db", IL)
+    ingest(other, tmp_path, [il_record("IL-9", "9"), il_record("IL-8", "8")])
+    publish(other, helper("MN"))
+    note = other.log.latest_checkpoint()
+    assert note is not None
+    with pytest.raises(ReplicaError) as e:
+        Replicas(mn.storage.db).accept_checkpoint(
+            ROSTER.members[1], note, other.log.consistency_proof(1, 2), now=NOW
+        )
+    assert e.value.kind == "forked-log"
+    assert e.value.evidence == {"accepted": first, "presented": note}
+    assert Replicas(mn.storage.db).state_of("IL").note == first
+
+
+def test_two_roots_for_one_size(pair: tuple[Side, Side], tmp_path: Path) -> None:
+    il, mn = pair
+    ingest(il, tmp_path, [il_record("IL-1", "1")])
+    publish(il, helper("MN"))
+    replicate(mn, il)
+    fake = sign_checkpoint(Checkpoint(log_origin("IL"), 1, b"\x07" * 32), log_signer("IL", IL.key))
+    with pytest.raises(ReplicaError, match="two different roots") as e:
+        Replicas(mn.storage.db).accept_checkpoint(ROSTER.members[1], fake, [], now=NOW)
+    assert e.value.kind == "forked-log"
+
+
+def test_replayed_old_checkpoint(pair: tuple[Side, Side], tmp_path: Path) -> None:
+    il, mn = pair
+    ingest(il, tmp_path, [il_record("IL-1", "1")])
+    publish(il, helper("MN"))
+    replicate(mn, il)
+    old = il.log.latest_checkpoint()
+    assert old is not None
+    ingest(il, tmp_path, [il_record("IL-2", "2")])
+    publish(il, helper("MN"))
+    replicate(mn, il)
+    with pytest.raises(ReplicaError, match="older than") as e:
+        Replicas(mn.storage.db).accept_checkpoint(ROSTER.members[1], old, [], now=NOW)
+    assert e.value.kind == "stale-checkpoint"
+
+
+def test_checkpoint_signed_by_another_key(pair: tuple[Side, Side], tmp_path: Path) -> None:
+    _il, mn = pair
+    note = sign_checkpoint(Checkpoint(log_origin("IL"), 1, b"\x01" * 32), log_signer("IL", MN.key))
+    with pytest.raises(ReplicaError) as e:
+        Replicas(mn.storage.db).accept_checkpoint(ROSTER.members[1], note, [], now=NOW)
+    assert e.value.kind == "bad-checkpoint"
+
+
+def test_entries_that_do_not_match_the_checkpoint_store_nothing(
+    pair: tuple[Side, Side], tmp_path: Path
+) -> None:
+    il, mn = pair
+    ingest(il, tmp_path, [il_record("IL-1", "1"), il_record("IL-2", "2")])
+    publish(il, helper("MN"))
+    note, entries = feed(il)
+    member = ROSTER.members[1]
+    replicas = Replicas(mn.storage.db)
+    replicas.accept_checkpoint(member, note, [], now=NOW)
+    swapped = [dataclasses.replace(entries[1], index=0), dataclasses.replace(entries[0], index=1)]
+    with pytest.raises(ReplicaError) as e:
+        replicas.accept_entries(ROSTER, member, swapped, [], now=NOW)
+    assert e.value.kind == "forked-log"
+    assert _count(mn) == 0 and replicas.state_of("IL").size == 0
+    assert replicas.accept_entries(ROSTER, member, entries, [], now=NOW) == 2
+
+
+def test_share_holder_returning_a_bad_evaluation(pair: tuple[Side, Side], tmp_path: Path) -> None:
+    il, _ = pair
+    bad_reports: list[tuple[str, str]] = []
+
+    async def lying(blinded: Any) -> Any:
+        answer = SHARES["MN"]
+        from crypto.threshold_oprf import evaluate_share
+
+        ev = evaluate_share(answer, blinded)
+        return dataclasses.replace(ev, evaluated_elements=tuple(reversed(ev.evaluated_elements)))
+
+    async def bad_proof(blinded: Any) -> Any:
+        from crypto.threshold_oprf import evaluate_share
+
+        ev = evaluate_share(SHARES["CA"], blinded)
+        return dataclasses.replace(ev, proof=bytes(64))
+
+    own = il.store.share(ROSTER)
+    assert own is not None
+    p = Pseudonymiser(
+        store=il.store,
+        roster=ROSTER,
+        holders=[local_holder("IL", own), ShareHolder("MN", lying), ShareHolder("CA", bad_proof)],
+        on_bad_answer=lambda state, reason: bad_reports.append((state, reason)),
+    )
+    with pytest.raises(PseudonymError, match="1 of 2 share answers"):
+        asyncio.run(p.pseudonyms(["badge:ICE-ERO:1", "badge:ICE-ERO:2"]))
+    assert [s for s, _ in bad_reports] == ["MN", "CA"]
+    assert il.store.cached_pseudonyms(p.oprf_sha256, ["badge:ICE-ERO:1"]) == {}
+    # an honest holder after the liar: the batch succeeds and equals the honest pair's answer
+    honest = Pseudonymiser(
+        store=il.store,
+        roster=ROSTER,
+        holders=[local_holder("IL", own), ShareHolder("MN", lying), helper("CA")],
+    )
+    got = asyncio.run(honest.pseudonyms(["badge:ICE-ERO:1"]))
+    il2 = Pseudonymiser(store=il.store, roster=ROSTER, holders=[helper("MN"), helper("CA")])
+    assert asyncio.run(il2._compute(["badge:ICE-ERO:1"])) == got
