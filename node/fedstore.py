@@ -243,6 +243,12 @@ class FederationStore:
             s.execute(delete(m.Pseudonym).where(m.Pseudonym.oprf_sha256 != except_for))
 
 
+def read_roster(db: Database) -> Roster | None:
+    """The roster in force, for readers that hold no keys (`compact peers`)."""
+    with db.read() as s:
+        return _current(s)
+
+
 def _current(s: Session) -> Roster | None:
     row = s.scalars(
         select(m.RosterVersion.envelope).order_by(m.RosterVersion.version.desc()).limit(1)
