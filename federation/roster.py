@@ -37,6 +37,7 @@ from typing import Any, Final
 from crypto import signing, x25519
 from crypto.dsse import Envelope, VerificationPolicy, add_signature, sign_envelope, verify_envelope
 from crypto.errors import CryptoError, EncodingError
+from crypto.tls import certificate_fingerprint
 from federation.encoding import canonical_json, load_json_object
 from federation.errors import CeremonyError, RosterError, RosterExpiredError, RosterRollbackError
 from federation.oprf_public import OprfPublic
@@ -45,6 +46,7 @@ from node.vocab import STATES
 PAYLOAD_TYPE: Final = "application/vnd.compact.roster.v1+json"
 FORMAT: Final = "compact-roster-v1"
 CARD_FORMAT: Final = "compact-member-card-v1"
+MAX_CARD_FILE_BYTES: Final = 16 * 1024
 MAX_MEMBERS: Final = 64
 MAX_PAYLOAD_BYTES: Final = 256 * 1024
 _HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
@@ -151,6 +153,44 @@ def parse_member_card(data: bytes) -> Member:
     if obj.get("format") != CARD_FORMAT:
         raise RosterError("member card: unknown format")
     return _member({k: v for k, v in obj.items() if k != "format"}, "member card")
+
+
+def member_card_file(member: Member, certificate_pem: bytes) -> bytes:
+    """A member card file: the card's fields plus the member's TLS certificate (PEM).
+
+    This is what `compact roster card` writes; `parse_member_card_file` reads it.
+    """
+    return canonical_json(
+        {
+            "format": CARD_FORMAT,
+            **member.to_json(),
+            "tls_certificate": certificate_pem.decode("ascii"),
+        }
+    )
+
+
+def parse_member_card_file(data: bytes) -> tuple[Member, bytes]:
+    """A member card file (strict): the member and its TLS certificate (PEM).
+
+    The certificate must be exactly one PEM certificate whose SHA-256 fingerprint is
+    the card's `tls_pin`; RosterError otherwise.
+    """
+    obj = _load(data, MAX_CARD_FILE_BYTES, "member card")
+    if obj.get("format") != CARD_FORMAT:
+        raise RosterError("member card: unknown format")
+    _exact_fields(obj, _MEMBER_FIELDS | {"format", "tls_certificate"}, "member card")
+    pem_text = obj["tls_certificate"]
+    if not isinstance(pem_text, str) or not pem_text.isascii():
+        raise RosterError("member card.tls_certificate: expected a PEM certificate")
+    member = _member({k: obj[k] for k in _MEMBER_FIELDS}, "member card")
+    pem = pem_text.encode("ascii")
+    try:
+        fingerprint = certificate_fingerprint(pem)
+    except ValueError:
+        raise RosterError("member card.tls_certificate: not exactly one PEM certificate") from None
+    if not hmac.compare_digest(fingerprint, member.tls_pin):
+        raise RosterError("member card: the TLS certificate does not match the card's tls_pin")
+    return member, pem
 
 
 def sign_roster(roster: Roster, signer: signing.SigningKey) -> Envelope:

@@ -107,6 +107,12 @@ def main() -> None:
     "--listen", default="127.0.0.1:7400", show_default=True, help="host:port to serve on."
 )
 @click.option(
+    "--federation-listen",
+    default="127.0.0.1:7401",
+    show_default=True,
+    help="host:port FederationService (other members, mutual TLS) listens on.",
+)
+@click.option(
     "--kdf-strength",
     type=click.Choice(["moderate", "interactive"]),
     default="moderate",
@@ -119,6 +125,7 @@ def init(
     passphrase_file: Path | None,
     database_url: str,
     listen: str,
+    federation_listen: str,
     kdf_strength: str,
 ) -> None:
     """Create a node: configuration, database, keys and an admin credential."""
@@ -164,6 +171,7 @@ def init(
             key_file=key_file,
             database_url=database_url,
             listen=listen,
+            federation_listen=federation_listen,
             kdf_strength=kdf_strength,
         )
     except (NodeError, ValueError) as e:
@@ -197,7 +205,7 @@ def serve(data_dir: Path, passphrase_file: Path | None) -> None:
     try:
         keys = unlock(config, _secret(config, passphrase_file))
         storage = open_storage(config, keys)
-        asyncio.run(run(config, storage, tls_key_pem=keys.tls_key_pem))
+        asyncio.run(run(config, storage, tls_key_pem=keys.tls_key_pem, keys=keys))
     except NodeError as e:
         get_logger("compact.cli").error("serve.failed", error=str(e))
         _fail(str(e))
@@ -523,6 +531,14 @@ def db_upgrade(data_dir: Path) -> None:
     finally:
         database.dispose()
 
+
+from node.cli_federation import register as _register_federation  # noqa: E402
+
+_register_federation(main)
+
+from node.cli_fedops import register as _register_fedops  # noqa: E402
+
+_register_fedops(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

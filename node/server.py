@@ -31,6 +31,7 @@ from grpc_status import rpc_status
 from compact.v1 import node_pb2 as pb
 from compact.v1 import node_pb2_grpc as pb_grpc
 from crypto.errors import CryptoError
+from crypto.keystore import NodeKeys
 from node import queries, serde
 from node.blobstore import BlobMissingError
 from node.config import Config, parse_host_port
@@ -415,10 +416,16 @@ async def serve(
     storage: NodeStorage,
     *,
     tls_key_pem: bytes,
+    keys: NodeKeys | None = None,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[str, int], None] | None = None,
 ) -> None:
-    """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
+    """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully.
+
+    With `keys`, FederationService runs beside NodeService (mutual TLS, members only,
+    `federation.listen`) and the federation loop publishes, syncs and witnesses in the
+    background (node.fednode).
+    """
     s = config.server
     server = grpc.aio.server(
         options=[
@@ -444,9 +451,10 @@ async def serve(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     write_server_info(config, host, bound)
     log.info("server.started", host=host, port=bound, state=config.node.state)
+    stop = stop or asyncio.Event()
+    federation = await _start_federation(config, storage, keys, stop) if keys else None
     if on_ready:
         on_ready(host, bound)
-    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -456,9 +464,43 @@ async def serve(
         for name in ("", SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.stop(s.shutdown_grace_seconds)
+        if federation is not None:
+            fed_server, loop_task = federation
+            await fed_server.stop(s.shutdown_grace_seconds)
+            await asyncio.wait_for(loop_task, timeout=s.shutdown_grace_seconds + 5)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         clear_server_info(config)
+        clear_server_info(config, name="federation.json")
         storage.db.dispose()
         log.info("server.stopped")
+
+
+async def _start_federation(
+    config: Config, storage: NodeStorage, keys: NodeKeys, stop: asyncio.Event
+) -> tuple[grpc.aio.Server, asyncio.Task[None]]:
+    from node.fednode import FederationNode
+    from node.fedservice import FederationServicer, start_federation_server
+
+    node = FederationNode(config, keys, storage)
+    servicer = FederationServicer(
+        state=config.node.state,
+        store=node.store,
+        log=node.log,
+        db=storage.db,
+        settings=config.federation,
+    )
+    fed_server, port = await start_federation_server(
+        servicer=servicer,
+        store=node.store,
+        listen=config.federation.listen,
+        tls_key_pem=keys.tls_key_pem,
+        tls_cert_pem=config.path(config.keys.tls_certificate).read_bytes(),
+        max_receive_message_bytes=config.server.max_receive_message_bytes,
+    )
+    host, _ = parse_host_port(config.federation.listen, setting="federation.listen")
+    write_server_info(config, host, port, name="federation.json")
+    log.info("federation.started", host=host, port=port)
+    task = asyncio.create_task(node.run_forever(stop), name="federation-loop")
+    return fed_server, task

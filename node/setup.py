@@ -9,6 +9,7 @@ Data folder layout (`compact init`):
     blobs/                  encrypted, content-addressed evidence (node.blobstore)
     credentials/admin.token the command line's bearer token (mode 0600)
     run/server.json         written by `compact serve`: the address it listens on
+    run/federation.json     written by `compact serve`: FederationService's address
 
 The keystore is sealed under a passphrase (Argon2id) or a key file that must
 live outside the data folder: a copy of the folder alone opens nothing.
@@ -33,6 +34,7 @@ from node.config import (
     CONFIG_FILE,
     Config,
     DatabaseSettings,
+    FederationSettings,
     KeySettings,
     NodeSettings,
     ServerSettings,
@@ -72,6 +74,7 @@ def init_node(
     key_file: Path | None = None,
     database_url: str = "",
     listen: str = "127.0.0.1:7400",
+    federation_listen: str = "127.0.0.1:7401",
     name: str = "",
     kdf_strength: str = "moderate",
 ) -> Config:
@@ -93,6 +96,7 @@ def init_node(
         database=DatabaseSettings(url=database_url),
         keys=keys,
         server=ServerSettings(listen=listen),
+        federation=FederationSettings(listen=federation_listen),
     )
     validate_config(config)
     created_dir = not data_dir.exists()
@@ -202,14 +206,14 @@ def open_storage(config: Config, keys: ks.NodeKeys) -> NodeStorage:
     )
 
 
-def write_server_info(config: Config, host: str, port: int) -> Path:
-    path = config.run_dir / "server.json"
+def write_server_info(config: Config, host: str, port: int, *, name: str = "server.json") -> Path:
+    path = config.run_dir / name
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"host": host, "port": port, "pid": os.getpid()}), encoding="utf-8")
     os.replace(tmp, path)
     return path
 
 
-def clear_server_info(config: Config) -> None:
+def clear_server_info(config: Config, *, name: str = "server.json") -> None:
     with contextlib.suppress(OSError):
-        (config.run_dir / "server.json").unlink()
+        (config.run_dir / name).unlink()

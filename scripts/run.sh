@@ -13,7 +13,8 @@ rm -rf "$D" && mkdir -p "$D"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "compact init: an IL node whose keys are sealed under a key file kept outside its folder"
-compact init --state IL --data-dir "$D/il" --key-file "$D/il.key" --listen 127.0.0.1:0
+compact init --state IL --data-dir "$D/il" --key-file "$D/il.key" --listen 127.0.0.1:0 \
+    --federation-listen 127.0.0.1:0
 
 step "compact ingest examples/incidents.jsonl"
 compact ingest examples/incidents.jsonl --data-dir "$D/il"

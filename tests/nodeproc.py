@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,8 +19,25 @@ from node.setup import Secret, init_node
 REPO = Path(__file__).resolve().parent.parent
 
 
-def init_test_node(root: Path, state: str = "IL", *, database_url: str = "") -> Config:
-    """A node folder under `root`, its keys sealed under a key file beside (not in) it."""
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS chose it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def init_test_node(
+    root: Path,
+    state: str = "IL",
+    *,
+    database_url: str = "",
+    federation_listen: str | None = None,
+) -> Config:
+    """A node folder under `root`, its keys sealed under a key file beside (not in) it.
+
+    FederationService gets a free loopback port unless `federation_listen` is given.
+    """
     root.mkdir(parents=True, exist_ok=True)
     key_file = root / f"{state.lower()}.key"
     key_file.write_bytes(generate_key_file_secret())
@@ -30,6 +48,7 @@ def init_test_node(root: Path, state: str = "IL", *, database_url: str = "") -> 
         key_file=key_file,
         database_url=database_url,
         listen="127.0.0.1:0",
+        federation_listen=federation_listen or f"127.0.0.1:{free_loopback_port()}",
         kdf_strength="interactive",
     )
 

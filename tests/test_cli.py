@@ -29,6 +29,8 @@ def init(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None
         str(data_dir),
         "--listen",
         "127.0.0.1:0",
+        "--federation-listen",
+        "127.0.0.1:0",
         "--kdf-strength",
         "interactive",
         *extra,

@@ -11,13 +11,16 @@ import pytest
 
 from crypto import signing, x25519
 from crypto.dsse import Envelope, Signature
+from crypto.tls import certificate_fingerprint, generate_tls_key, self_signed_certificate
 from federation.errors import RosterError, RosterExpiredError, RosterRollbackError
 from federation.roster import (
     Member,
     Roster,
     check_in_force,
     cosign_roster,
+    member_card_file,
     parse_member_card,
+    parse_member_card_file,
     sign_roster,
     verify_chain,
     verify_initial,
@@ -255,3 +258,73 @@ def test_signature_from_a_member_under_another_member_id_counts_for_nobody() -> 
         verify_update(
             V1, Envelope(env.payload_type, env.payload, (env.signatures[0], relabelled)), now=NOW
         )
+
+
+# --- member card files (card + TLS certificate) ---------------------------------------------
+
+
+def certificate(state: str) -> bytes:
+    return self_signed_certificate(
+        generate_tls_key(), common_name=f"compact node {state}", hosts=["127.0.0.1"]
+    )
+
+
+def card_file_obj(member: Member, pem: bytes) -> dict[str, object]:
+    obj: dict[str, object] = json.loads(member_card_file(member, pem))
+    return obj
+
+
+def test_member_card_file_round_trip() -> None:
+    pem = certificate("IL")
+    member = dataclasses.replace(IL.member(), tls_pin=certificate_fingerprint(pem))
+    data = member_card_file(member, pem)
+    assert parse_member_card_file(data) == (member, pem)
+    obj = json.loads(data)
+    assert obj["format"] == "compact-member-card-v1" and obj["tls_certificate"] == pem.decode()
+    # The card part alone is still a member card.
+    assert parse_member_card(member.card()) == member
+
+
+def test_member_card_file_with_another_members_certificate() -> None:
+    pem, other = certificate("IL"), certificate("MN")
+    member = dataclasses.replace(IL.member(), tls_pin=certificate_fingerprint(pem))
+    with pytest.raises(RosterError, match="does not match the card's tls_pin"):
+        parse_member_card_file(member_card_file(member, other))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"tls_certificate": None}, "missing"),
+        ({"extra": "x"}, "unknown"),
+        ({"tls_certificate": 5}, "expected a PEM certificate"),
+        ({"tls_certificate": "not a certificate"}, "not exactly one PEM certificate"),
+        ({"format": "compact-roster-v1"}, "unknown format"),
+        ({"endpoint": "no port"}, "endpoint"),
+    ],
+)
+def test_member_card_file_strict_fields(change: dict[str, object], message: str) -> None:
+    pem = certificate("IL")
+    member = dataclasses.replace(IL.member(), tls_pin=certificate_fingerprint(pem))
+    obj = card_file_obj(member, pem)
+    for key, value in change.items():
+        if value is None:
+            del obj[key]
+        else:
+            obj[key] = value
+    with pytest.raises(RosterError, match=message):
+        parse_member_card_file(json.dumps(obj).encode())
+
+
+def test_member_card_file_with_two_certificates_or_too_large() -> None:
+    pem = certificate("IL")
+    member = dataclasses.replace(IL.member(), tls_pin=certificate_fingerprint(pem))
+    obj = card_file_obj(member, pem)
+    obj["tls_certificate"] = (pem + certificate("MN")).decode()
+    with pytest.raises(RosterError, match="not exactly one PEM certificate"):
+        parse_member_card_file(json.dumps(obj).encode())
+    obj["tls_certificate"] = pem.decode() + " " * 17_000
+    with pytest.raises(RosterError, match="larger than 16384 bytes"):
+        parse_member_card_file(json.dumps(obj).encode())
+    with pytest.raises(RosterError):
+        parse_member_card_file(b"[]")
