@@ -34,6 +34,7 @@ import structlog
 from sqlalchemy import select
 
 from crypto import signing
+from crypto.dsse import Envelope
 from crypto.keystore import NodeKeys
 from crypto.ristretto import Element
 from crypto.threshold_oprf import ShareEvaluation
@@ -167,8 +168,6 @@ class FederationNode:
         return list(reports)
 
     async def _update_roster(self, roster: Roster) -> None:
-        from crypto.dsse import Envelope
-
         for member, cert in self.peers(roster):
             try:
                 async with self.client(member, cert) as c:

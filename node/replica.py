@@ -44,6 +44,9 @@ from federation.roster import Member, Roster
 from node import models as m
 from node.db import Database
 from node.publish import ENTRY_KIND, index_pseudonyms
+from node.translog import SqlNodeStore
+
+_NODES = m.Base.metadata.tables["replica_log_nodes"]
 
 
 class ReplicaError(FederationError):
@@ -70,52 +73,6 @@ class ReplicaState:
     size: int
     checkpoint: Checkpoint | None
     note: str | None
-
-
-class ReplicaNodeStore:
-    """crypto.merkle_tree.NodeStore over `replica_log_nodes` for one peer, in one session."""
-
-    def __init__(self, session: Session, state: str) -> None:
-        self._s = session
-        self._state = state
-
-    def get(self, level: int, index: int) -> bytes:
-        t = m.ReplicaLogNode
-        value = self._s.scalar(
-            select(t.hash).where(t.state == self._state, t.level == level, t.index == index)
-        )
-        if value is None:
-            raise KeyError((level, index))
-        return bytes(value)
-
-    def put(self, level: int, index: int, node_hash: bytes) -> None:
-        self.put_many(level, index, [node_hash])
-
-    def put_many(self, level: int, first_index: int, node_hashes: Sequence[bytes]) -> None:
-        if not node_hashes:
-            return
-        t = m.ReplicaLogNode
-        existing: dict[int, bytes] = dict(
-            (int(i), bytes(h))
-            for i, h in self._s.execute(
-                select(t.index, t.hash).where(
-                    t.state == self._state,
-                    t.level == level,
-                    t.index >= first_index,
-                    t.index < first_index + len(node_hashes),
-                )
-            )
-        )
-        rows = []
-        for offset, node_hash in enumerate(node_hashes):
-            index = first_index + offset
-            if index in existing:
-                if bytes(existing[index]) != node_hash:
-                    raise ValueError("a stored log node cannot change")
-                continue
-            rows.append({"state": self._state, "level": level, "index": index, "hash": node_hash})
-        if rows:
-            self._s.execute(insert(t), rows)
 
 
 class Replicas:
@@ -215,7 +172,7 @@ class Replicas:
             end = start + len(entries)
             if end > target:
                 raise ReplicaError("protocol", f"{state} sent entries beyond its checkpoint")
-            tree = MerkleTree(ReplicaNodeStore(s, state), start)
+            tree = MerkleTree(SqlNodeStore(s, _NODES, {"state": state}), start)
             tree.append_many([e.leaf_hash for e in entries])
             root = tree.root()
             try:

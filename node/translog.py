@@ -13,11 +13,11 @@ advisory lock. Nothing is ever updated or deleted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from crypto.checkpoint import Checkpoint, sign_checkpoint
@@ -32,14 +32,25 @@ MAX_ENTRY_BYTES: Final = 1024 * 1024
 
 
 class SqlNodeStore:
-    """crypto.merkle_tree.NodeStore over the `log_nodes` table, within one session."""
+    """crypto.merkle_tree.NodeStore over a table of (level, index, hash) rows, within one session.
 
-    def __init__(self, session: Session) -> None:
+    By default the `log_nodes` table of this node's own log; `table` and `scope` (extra
+    column values every row carries, e.g. {"state": "MN"} in `replica_log_nodes`) let the
+    same write-once store hold the rebuilt logs of peers (node.replica).
+    """
+
+    def __init__(
+        self, session: Session, table: Table | None = None, scope: Mapping[str, Any] | None = None
+    ) -> None:
         self._s = session
+        self._t = table if table is not None else m.Base.metadata.tables["log_nodes"]
+        self._scope = dict(scope or {})
+        self._where = [self._t.c[k] == v for k, v in self._scope.items()]
 
     def get(self, level: int, index: int) -> bytes:
+        c = self._t.c
         value = self._s.scalar(
-            select(m.LogNode.hash).where(m.LogNode.level == level, m.LogNode.index == index)
+            select(c.hash).where(*self._where, c.level == level, c.index == index)
         )
         if value is None:
             raise KeyError((level, index))
@@ -51,25 +62,28 @@ class SqlNodeStore:
     def put_many(self, level: int, first_index: int, node_hashes: Sequence[bytes]) -> None:
         if not node_hashes:
             return
-        existing = dict(
-            self._s.execute(
-                select(m.LogNode.index, m.LogNode.hash).where(
-                    m.LogNode.level == level,
-                    m.LogNode.index >= first_index,
-                    m.LogNode.index < first_index + len(node_hashes),
+        c = self._t.c
+        existing = {
+            int(i): bytes(h)
+            for i, h in self._s.execute(
+                select(c.index, c.hash).where(
+                    *self._where,
+                    c.level == level,
+                    c.index >= first_index,
+                    c.index < first_index + len(node_hashes),
                 )
-            ).all()
-        )
+            )
+        }
         rows = []
         for offset, node_hash in enumerate(node_hashes):
             index = first_index + offset
             if index in existing:
-                if bytes(existing[index]) != node_hash:
+                if existing[index] != node_hash:
                     raise ValueError("a stored log node cannot change")
                 continue
-            rows.append({"level": level, "index": index, "hash": node_hash})
+            rows.append({**self._scope, "level": level, "index": index, "hash": node_hash})
         if rows:
-            self._s.execute(insert(m.Base.metadata.tables["log_nodes"]), rows)
+            self._s.execute(insert(self._t), rows)
 
 
 class TransparencyLog:
