@@ -446,19 +446,24 @@ async def serve(
     bound = server.add_secure_port(f"{host}:{port}", server_credentials(tls_key_pem, cert_pem))
     if bound == 0:
         raise StorageError(f"cannot listen on {s.listen}")
-    await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    write_server_info(config, host, bound)
-    log.info("server.started", host=host, port=bound, state=config.node.state)
     stop = stop or asyncio.Event()
-    federation = await _start_federation(config, storage, keys, stop) if keys else None
-    if on_ready:
-        on_ready(host, bound)
+    # The handlers go in before anything can tell a client that the node is up
+    # (server.json, on_ready): a Ctrl-C that arrives during start-up then takes the
+    # same graceful path as one that arrives later, instead of a KeyboardInterrupt.
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    federation: tuple[grpc.aio.Server, asyncio.Task[None]] | None = None
     try:
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        write_server_info(config, host, bound)
+        log.info("server.started", host=host, port=bound, state=config.node.state)
+        if keys:
+            federation = await _start_federation(config, storage, keys, stop)
+        if on_ready:
+            on_ready(host, bound)
         await stop.wait()
         log.info("server.stopping", grace_seconds=s.shutdown_grace_seconds)
         for name in ("", SERVICE_NAME):
@@ -468,6 +473,14 @@ async def serve(
             fed_server, loop_task = federation
             await fed_server.stop(s.shutdown_grace_seconds)
             await asyncio.wait_for(loop_task, timeout=s.shutdown_grace_seconds + 5)
+    except BaseException:
+        # A failed start (say, the federation port is taken) must not leave the
+        # NodeService port open behind it.
+        await server.stop(0)
+        if federation is not None:
+            await federation[0].stop(0)
+            federation[1].cancel()
+        raise
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -522,6 +522,17 @@ def test_ctrl_c_shuts_down_cleanly(tmp_path: Path) -> None:
     assert [e["event"] for e in proc.logs()][-1] == "server.stopped"
 
 
+def test_ctrl_c_as_soon_as_the_node_is_up_shuts_down_cleanly(tmp_path: Path) -> None:
+    # server.json appears before the federation side has started; a Ctrl-C at that
+    # moment must take the graceful path too (it used to end in KeyboardInterrupt).
+    config = init_test_node(tmp_path)
+    proc = start_node(config)
+    proc.proc.send_signal(signal.SIGINT)
+    assert proc.proc.wait(timeout=30) == 0
+    assert [e["event"] for e in proc.logs()][-1] == "server.stopped"
+    assert not (config.run_dir / "server.json").exists()
+
+
 def test_a_missing_evidence_blob_is_data_loss(tmp_path: Path) -> None:
     config = init_test_node(tmp_path)
     (tmp_path / "imp" / "m").mkdir(parents=True)
