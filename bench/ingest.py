@@ -363,14 +363,21 @@ def _quote(name: str) -> str:
 
 
 def read_back(db_file: Path) -> Rows:
-    """Every row of every node table in `db_file`, as stored, in insertion (rowid) order."""
+    """Every row of every node table in `db_file`, as stored, in insertion (rowid) order;
+    tables WITHOUT ROWID in primary-key order, the order they are stored in."""
     conn = sqlite3.connect(db_file)
     try:
         out: Rows = {}
         for name in table_names():
-            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({_quote(name)})")]
+            info = conn.execute(f"PRAGMA table_info({_quote(name)})").fetchall()
+            columns = [row[1] for row in info]
             listed = ", ".join(_quote(c) for c in columns)
-            rows = conn.execute(f"SELECT {listed} FROM {_quote(name)} ORDER BY rowid").fetchall()
+            if m.Base.metadata.tables[name].dialect_options["sqlite"]["with_rowid"] is False:
+                key = [row[1] for row in sorted(info, key=lambda r: r[5]) if row[5]]
+                order = ", ".join(_quote(c) for c in key)
+            else:
+                order = "rowid"
+            rows = conn.execute(f"SELECT {listed} FROM {_quote(name)} ORDER BY {order}").fetchall()
             out[name] = (columns, rows)
         return out
     finally:

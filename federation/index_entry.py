@@ -124,10 +124,13 @@ class IndexEntry:
     def from_payload(cls, data: bytes) -> IndexEntry:
         """Parse an entry (strict, closed schema, canonical form only)."""
         try:
-            entry = _parse(data)
+            obj = load_json_object(data, limit=MAX_PAYLOAD_BYTES)
+            entry = _parse(obj)
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError):
             raise IndexEntryError("index entry: malformed") from None
-        if entry.payload() != data:
+        # The schema is closed and every value checked, so the parsed object re-encodes to
+        # exactly what `payload()` would produce for the entry.
+        if canonical_json(obj) != data:
             raise IndexEntryError("index entry: not in canonical form")
         return entry
 
@@ -183,26 +186,35 @@ def sign_entry(entry: IndexEntry, key: signing.SigningKey) -> Envelope:
 
 def verify_entry(envelope: Envelope, roster: Roster, *, state: str) -> IndexEntry:
     """An entry published by `state`'s node, verified against the roster before it is parsed."""
-    member = roster.member(state)
-    if member is None:
-        raise IndexEntryError(f"{state} is not a member of roster version {roster.version}")
-    try:
-        verified = verify_envelope(
-            envelope, VerificationPolicy([member.signing_key], 1), payload_type=PAYLOAD_TYPE
-        )
-    except CryptoError:
-        raise IndexEntryError(f"the entry is not signed by {state}'s roster key") from None
-    entry = IndexEntry.from_payload(verified.payload)
-    if entry.state != state or not entry.global_id.startswith(f"{state}-"):
-        raise IndexEntryError(f"{state}'s key signed an entry of another state")
-    return entry
+    return EntryVerifier(roster, state).verify(envelope)
+
+
+class EntryVerifier:
+    """Verifies many entries of one state against one roster (the policy is built once)."""
+
+    def __init__(self, roster: Roster, state: str) -> None:
+        member = roster.member(state)
+        if member is None:
+            raise IndexEntryError(f"{state} is not a member of roster version {roster.version}")
+        self.state = state
+        self._policy = VerificationPolicy([member.signing_key], 1)
+        self._prefix = f"{state}-"
+
+    def verify(self, envelope: Envelope) -> IndexEntry:
+        try:
+            verified = verify_envelope(envelope, self._policy, payload_type=PAYLOAD_TYPE)
+        except CryptoError:
+            raise IndexEntryError(f"the entry is not signed by {self.state}'s roster key") from None
+        entry = IndexEntry.from_payload(verified.payload)
+        if entry.state != self.state or not entry.global_id.startswith(self._prefix):
+            raise IndexEntryError(f"{self.state}'s key signed an entry of another state")
+        return entry
 
 
 # --- parsing ---------------------------------------------------------------------------
 
 
-def _parse(data: bytes) -> IndexEntry:
-    obj = load_json_object(data, limit=MAX_PAYLOAD_BYTES)
+def _parse(obj: dict[str, Any]) -> IndexEntry:
     _fields(obj, _TOP)
     if obj["format"] != FORMAT or obj["state"] not in STATES:
         raise ValueError("format or state")

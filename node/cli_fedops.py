@@ -83,9 +83,12 @@ def sync_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> Non
         ) as bars:
             tasks: dict[str, Any] = {}
 
+            own = config.node.state
+
             def progress(state: str, done: int, total: int) -> None:
                 if state not in tasks:
-                    tasks[state] = bars.add_task(f"entries from {state}", total=total)
+                    label = "publishing" if state == own else f"entries from {state}"
+                    tasks[state] = bars.add_task(label, total=total)
                 bars.update(tasks[state], completed=done, total=total)
 
             reports = asyncio.run(fed.sync(force=True, progress=progress))
@@ -95,22 +98,49 @@ def sync_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> Non
     finally:
         storage.db.dispose()
     rows = [
-        {"state": r.state, "ok": r.ok, "new_entries": r.entries, "size": r.size, "error": r.error}
+        {
+            "state": r.state,
+            "ok": r.ok,
+            "new_entries": r.entries,
+            "size": r.size,
+            "error": r.error,
+            "seconds": round(r.seconds, 3),
+            "phases_seconds": {k: round(v, 3) for k, v in r.phases.items()},
+        }
         for r in reports
     ]
+    done = fed.last_publish
+    published = {
+        "ok": fed.last_publish_error is None,
+        "published": done.published if done else 0,
+        "withdrawn": done.withdrawn if done else 0,
+        "checkpoint_size": done.checkpoint_size if done else None,
+        "error": fed.last_publish_error,
+    }
     if as_json:
-        click.echo(json.dumps({"peers": rows}, indent=2))
+        click.echo(json.dumps({"publish": published, "peers": rows}, indent=2))
     else:
+        if published["ok"]:
+            console.print(
+                f"{config.node.state}: published {published['published']} entries,"
+                f" withdrew {published['withdrawn']}"
+            )
+        else:
+            console.print(
+                f"{config.node.state}: [red]publishing failed[/red]: {published['error']}",
+                highlight=False,
+            )
         for r in rows:
             if r["ok"]:
                 console.print(
                     f"{r['state']}: ok, {r['new_entries']} new entries, log size {r['size']}"
+                    f" ({r['seconds']:.1f} s)"
                 )
             else:
                 console.print(f"{r['state']}: [red]failed[/red]: {r['error']}", highlight=False)
     if not rows:
         console.print("no other members in the roster")
-    if any(not r["ok"] for r in rows):
+    if not published["ok"] or any(not r["ok"] for r in rows):
         raise SystemExit(1)
 
 
@@ -146,6 +176,8 @@ def peers_cmd(data_dir: Path, as_json: bool) -> None:
                         "last_sync": _iso(status.last_success) if status else None,
                         "last_error": status.last_error if status else None,
                         "failures": status.failures if status else 0,
+                        # Backing off: the background loop tries again at this time.
+                        "next_attempt": _iso(status.next_attempt) if status else None,
                         "checkpoint_size": replica.checkpoint_size if replica else None,
                         "replicated": replica.size if replica else 0,
                         "entries_behind": (replica.checkpoint_size - replica.size)

@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,11 +49,14 @@ from node.fedstore import FederationStore
 from node.ingest import NodeStorage
 from node.pseudonymise import Pseudonymiser, ShareHolder, local_holder
 from node.publish import Publisher, PublishReport
-from node.replica import Entry, ReplicaError, Replicas
+from node.replica import Entry, ReplicaError, Replicas, VerifiedBatch
 from node.translog import TransparencyLog
 
 log = structlog.get_logger("compact.federation")
 PUBLISH_POLL_SECONDS = 2.0
+# Entries stored per transaction while catching up: one commit, and each index page
+# written once, for several requests' worth.
+STORE_GROUP = 5000
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,10 @@ class PeerReport:
     size: int | None = None
     error: str | None = None
     skipped: bool = False
+    seconds: float = 0.0  # this peer's round: checkpoint, entries, cosignature
+    # Seconds in each step, summed over batches; they overlap (the next batch is fetched
+    # and verified while one is stored), so they add up to more than `seconds`.
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 Progress = Callable[[str, int, int], None]  # (peer state, done, total)
@@ -88,6 +96,10 @@ class FederationNode:
         self.publisher = Publisher(storage, self.log, self.signing_key)
         self.replicas = Replicas(storage.db)
         self._cert_pem = config.path(config.keys.tls_certificate).read_bytes()
+        self._looked_at: tuple[int | None, int, int | None] | None = None  # change_marker
+        # What the last `sync` published, or why it could not (shown by `compact sync`).
+        self.last_publish: PublishReport | None = None
+        self.last_publish_error: str | None = None
 
     # --- peers ---------------------------------------------------------------------------
 
@@ -110,19 +122,24 @@ class FederationNode:
 
     # --- pseudonyms and publishing -------------------------------------------------------
 
-    def pseudonymiser(self, roster: Roster) -> Pseudonymiser:
+    def share_holders(self, roster: Roster, *, own: bool = True) -> list[ShareHolder]:
+        """The OPRF share holders to ask: this node first (unless `own` is false), then peers
+        in roster order."""
         holders: list[ShareHolder] = []
-        own = self.store.share(roster)
-        if own is not None:
-            holders.append(local_holder(self.state, own))
+        share = self.store.share(roster) if own else None
+        if share is not None:
+            holders.append(local_holder(self.state, share))
         oprf = roster.oprf
         for member, cert in self.peers(roster):
             if oprf is not None and member.state in oprf.commitments:
                 holders.append(ShareHolder(member.state, self._remote_evaluate(member, cert)))
+        return holders
+
+    def pseudonymiser(self, roster: Roster, *, own_share: bool = True) -> Pseudonymiser:
         return Pseudonymiser(
             store=self.store,
             roster=roster,
-            holders=holders,
+            holders=self.share_holders(roster, own=own_share),
             batch_size=self.config.federation.oprf_batch_size,
             on_bad_answer=self._bad_oprf_answer,
         )
@@ -139,7 +156,7 @@ class FederationNode:
             "bad-oprf-answer", state, f"{state} answered an OPRF request wrongly: {reason}", {}
         )
 
-    async def publish(self, *, progress: Callable[[int], None] | None = None) -> PublishReport:
+    async def publish(self, *, progress: Callable[[int, int], None] | None = None) -> PublishReport:
         roster = self.store.require_roster()
         if roster.oprf is None:
             raise FederationError("the roster has no OPRF key yet: run the key ceremony first")
@@ -150,14 +167,26 @@ class FederationNode:
     async def sync(
         self, *, force: bool = False, progress: Progress | None = None
     ) -> list[PeerReport]:
-        """Update the roster, publish, then replicate and witness every due peer (all: force)."""
+        """Update the roster, publish, then replicate and witness every due peer (all: force).
+
+        `progress(state, done, total)` reports publishing under this node's own state and
+        each peer's entries under the peer's.
+        """
         roster = self.store.require_roster()
         await self._update_roster(roster)
         roster = self.store.require_roster()
+        self.last_publish, self.last_publish_error = None, None
         if roster.oprf is not None:
+            own = self.state
+
+            def publishing(done: int, total: int) -> None:
+                if progress is not None:
+                    progress(own, done, total)
+
             try:
-                await self.publish()
+                self.last_publish = await self.publish(progress=publishing)
             except FederationError as e:
+                self.last_publish_error = str(e)
                 log.warning("publish_failed", error=str(e))
         reports = await asyncio.gather(
             *(
@@ -202,21 +231,29 @@ class FederationNode:
         if not force and not await asyncio.to_thread(self._due, state):
             return PeerReport(state, ok=False, skipped=True, error="backing off")
         await asyncio.to_thread(self._attempt, state)
+        started = time.perf_counter()
+        phases = {"fetch": 0.0, "verify": 0.0, "store": 0.0}
         try:
             async with self.client(member, cert) as c:
-                count, size = await self._replicate(c, roster, member, progress)
+                count, size = await self._replicate(c, roster, member, progress, phases)
         except ReplicaError as e:
             self.alert(e.kind, state, str(e), e.evidence)
             await asyncio.to_thread(self._failed, state, str(e))
-            return PeerReport(state, ok=False, error=str(e))
+            return PeerReport(state, False, error=str(e), seconds=time.perf_counter() - started)
         except FederationError as e:
             await asyncio.to_thread(self._failed, state, str(e))
-            return PeerReport(state, ok=False, error=str(e))
+            return PeerReport(state, False, error=str(e), seconds=time.perf_counter() - started)
+        seconds = time.perf_counter() - started
         await asyncio.to_thread(self._succeeded, state, size)
-        return PeerReport(state, ok=True, entries=count, size=size)
+        return PeerReport(state, True, entries=count, size=size, seconds=seconds, phases=phases)
 
     async def _replicate(
-        self, c: PeerClient, roster: Roster, member: Member, progress: Progress | None
+        self,
+        c: PeerClient,
+        roster: Roster,
+        member: Member,
+        progress: Progress | None,
+        phases: dict[str, float],
     ) -> tuple[int, int]:
         state = member.state
         before = await asyncio.to_thread(self.replicas.state_of, state)
@@ -226,18 +263,52 @@ class FederationNode:
             self.replicas.accept_checkpoint, member, note, proof, now=self.clock()
         )
         size, stored = before.size, 0
-        batch = self.config.federation.entries_per_request
-        while size < checkpoint.size:
-            wire, batch_proof = await c.get_entries(size, batch, checkpoint.size)
-            if not wire:
-                raise FederationError(f"{state} sent no entries below its checkpoint")
-            entries = [Entry(w.index, w.kind, w.payload, w.leaf_hash) for w in wire]
-            stored += await asyncio.to_thread(
-                self.replicas.accept_entries, roster, member, entries, batch_proof, now=self.clock()
-            )
-            size += len(entries)
-            if progress is not None:
-                progress(state, size, checkpoint.size)
+        limit = self.config.federation.entries_per_request
+
+        async def fetch(start: int) -> tuple[VerifiedBatch, list[bytes]]:
+            """Requests from `start` until a group of STORE_GROUP entries (or the checkpoint),
+            each verified as it arrives; the proof is the last one (a consistent end implies
+            consistent prefixes)."""
+            batches: list[VerifiedBatch] = []
+            batch_proof: list[bytes] = []
+            while start < checkpoint.size and sum(len(b.entries) for b in batches) < STORE_GROUP:
+                t0 = time.perf_counter()
+                wire, batch_proof = await c.get_entries(start, limit, checkpoint.size)
+                if not wire:
+                    raise FederationError(f"{state} sent no entries below its checkpoint")
+                entries = [Entry(w.index, w.kind, w.payload, w.leaf_hash) for w in wire]
+                t1 = time.perf_counter()
+                batches.append(
+                    await asyncio.to_thread(self.replicas.verify_batch, roster, state, entries)
+                )
+                phases["fetch"] += t1 - t0
+                phases["verify"] += time.perf_counter() - t1
+                start += len(entries)
+            return VerifiedBatch.join(batches), batch_proof
+
+        # A pipeline: the next group is fetched and verified while this one is stored.
+        pending = asyncio.create_task(fetch(size)) if size < checkpoint.size else None
+        try:
+            while pending is not None:
+                batch, batch_proof = await pending
+                following = size + len(batch.entries)
+                pending = (
+                    asyncio.create_task(fetch(following)) if following < checkpoint.size else None
+                )
+                t0 = time.perf_counter()
+                stored += await asyncio.to_thread(
+                    self.replicas.store_batch, batch, batch_proof, now=self.clock()
+                )
+                phases["store"] += time.perf_counter() - t0
+                size = following
+                if progress is not None:
+                    progress(state, size, checkpoint.size)
+        finally:
+            if pending is not None:  # a failure above: stop the fetch in flight
+                pending.cancel()
+                await asyncio.wait([pending])
+                if not pending.cancelled():
+                    pending.exception()  # retrieved, so that it is not reported as lost
         signer = witness_signer(self.state, self.signing_key)
         line = signer.cosign(checkpoint, timestamp=int(self.clock().timestamp()))
         try:
@@ -290,6 +361,16 @@ class FederationNode:
             s.expunge_all()
             return rows
 
+    async def _publish_if_changed(self) -> None:
+        """Publish when the records may have changed since the last look (the full check
+        also runs with every sync, so nothing waits longer than one sync interval)."""
+        marker = await asyncio.to_thread(self.publisher.change_marker)
+        if marker == self._looked_at:
+            return
+        if any(await asyncio.to_thread(self.publisher.pending)):
+            await self.publish()
+        self._looked_at = marker  # only once published: a failure is retried next tick
+
     async def run_forever(self, stop: asyncio.Event) -> None:
         """The background loop of `compact serve`: publish new records within a few seconds
         of their ingest, sync with every member each `sync_interval_seconds`."""
@@ -304,10 +385,8 @@ class FederationNode:
                     if loop.time() >= next_sync:
                         next_sync = loop.time() + interval
                         await self.sync()
-                    elif roster.oprf is not None and any(
-                        await asyncio.to_thread(self.publisher.pending)
-                    ):
-                        await self.publish()
+                    elif roster.oprf is not None:
+                        await self._publish_if_changed()
             except FederationError as e:
                 log.warning("federation_round_failed", error=str(e))
             except Exception:

@@ -65,6 +65,7 @@ MAX_OPRF_ELEMENTS: Final = 1000
 MAX_ENTRIES_RESPONSE_BYTES: Final = 3 * 1024 * 1024
 MAX_CHECKPOINT_TEXT: Final = 16 * 1024
 MAX_COSIGNATURE_LINE: Final = 1024
+MAX_CLOCK_SKEW_SECONDS: Final = 600  # between a witness's clock and this node's
 DEFAULT_MAX_RECEIVE_BYTES: Final = 4 * 1024 * 1024
 #: Cosignature lines appended to a served checkpoint (a note holds at most 100 lines).
 _MAX_COSIGNATURES: Final = 64
@@ -332,7 +333,7 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
         except EncodingError:
             raise _invalid("cosignature", "not a cosignature/v1 line") from None
         stored = await asyncio.to_thread(_checkpoint_text, self._db, checkpoint.size)
-        if stored != text:
+        if stored is None or stored[0] != text:
             raise _Abort(
                 grpc.StatusCode.NOT_FOUND,
                 f"checkpoint: this log has no checkpoint of size {checkpoint.size} with that root",
@@ -344,6 +345,14 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
             verifier.verify(text.encode(), signature.signature)
         except VerificationError:
             raise _invalid("cosignature", "does not verify") from None
+        # A cosignature says when the witness saw the checkpoint: not before it was signed,
+        # not after now (each within the allowed clock skew).
+        signed_at = int(stored[1].timestamp())
+        now = int(self._clock().timestamp())
+        if timestamp < signed_at - MAX_CLOCK_SKEW_SECONDS:
+            raise _invalid("cosignature", "its timestamp is before the checkpoint was signed")
+        if timestamp > now + MAX_CLOCK_SKEW_SECONDS:
+            raise _invalid("cosignature", "its timestamp is in the future")
         return checkpoint.size, timestamp
 
     # --- EvaluateOprf -------------------------------------------------------------------
@@ -459,12 +468,14 @@ def _has_checkpoint(db: Database, size: int) -> bool:
         return s.get(m.LogCheckpoint, size) is not None
 
 
-def _checkpoint_text(db: Database, size: int) -> str | None:
-    """The body (checkpoint text) of this log's stored checkpoint of `size`, if any."""
+def _checkpoint_text(db: Database, size: int) -> tuple[str, datetime] | None:
+    """The body (checkpoint text) of this log's stored checkpoint of `size` and when it was
+    signed, if there is one."""
     with db.read() as s:
         row = s.get(m.LogCheckpoint, size)
-        note = row.note if row is not None else None
-    return parse_note(note).text if note is not None else None
+        if row is None:
+            return None
+        return parse_note(row.note).text, row.created_at
 
 
 def _entries(db: Database, start: int, end: int) -> list[pb.LogEntry]:

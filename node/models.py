@@ -400,22 +400,40 @@ class ReplicaEntry(Base):
     global_id: Mapped[str] = mapped_column(String(64))
     revision: Mapped[int] = mapped_column(Integer)
     withdrawn: Mapped[bool] = mapped_column(Boolean)
-    current: Mapped[bool] = mapped_column(Boolean, index=True)
+    # Not indexed on its own: two values, and SQLite's planner would pick it over
+    # (state, global_id) and scan every current entry for each batch.
+    current: Mapped[bool] = mapped_column(Boolean)
     envelope: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ReplicaPseudonym(Base):
-    """One agent pseudonym of a current replica entry (or of this node's own published entry)."""
+    """One agent pseudonym of a current index entry, a peer's or this node's own.
+
+    Rows are keyed by the entry's place in its origin's log, so that a replica grows at
+    the end of the table; `prefix` (the pseudonym's first 8 bytes as a signed 64-bit
+    integer, `pseudonym_prefix`) is what is indexed, a small key that keeps inserts
+    cheap. A lookup matches on `prefix` and then on `pseudonym`.
+    """
 
     __tablename__ = "replica_pseudonyms"
-    __table_args__ = (Index("ix_replica_pseudonyms_pseudonym", "pseudonym"),)
+    __table_args__ = (
+        Index("ix_replica_pseudonyms_prefix", "prefix"),
+        {"sqlite_with_rowid": False},
+    )
 
     state: Mapped[str] = mapped_column(String(2), primary_key=True)
-    global_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    log_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     kind: Mapped[str] = mapped_column(String(SHORT), primary_key=True)
+    global_id: Mapped[str] = mapped_column(String(64))
     pseudonym: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[int] = mapped_column(BigInteger)
+
+
+def pseudonym_prefix(pseudonym: str) -> int:
+    """The indexed part of a pseudonym (hex): its first 8 bytes as a signed 64-bit integer."""
+    return int.from_bytes(bytes.fromhex(pseudonym[:16]), "big", signed=True)
 
 
 class ReplicaLog(Base):

@@ -35,10 +35,10 @@ from sqlalchemy.orm import Session
 from crypto.checkpoint import Checkpoint, open_checkpoint
 from crypto.dsse import Envelope
 from crypto.errors import CryptoError
-from crypto.merkle import leaf_hash, verify_consistency
+from crypto.merkle import leaf_hash, root_hash, verify_consistency
 from crypto.merkle_tree import MerkleTree
 from federation.errors import FederationError
-from federation.index_entry import IndexEntry, verify_entry
+from federation.index_entry import EntryVerifier, IndexEntry
 from federation.naming import log_origin, log_verifier
 from federation.roster import Member, Roster
 from node import models as m
@@ -47,6 +47,7 @@ from node.publish import ENTRY_KIND, index_pseudonyms
 from node.translog import SqlNodeStore
 
 _NODES = m.Base.metadata.tables["replica_log_nodes"]
+_ENTRIES = m.Base.metadata.tables["replica_entries"]
 
 
 class ReplicaError(FederationError):
@@ -66,6 +67,29 @@ class Entry:
     kind: str
     payload: bytes | None
     leaf_hash: bytes
+
+
+@dataclass(frozen=True)
+class VerifiedBatch:
+    """A batch of a peer's entries whose signatures and form have been checked (not yet
+    its place in the log: `Replicas.store_batch` does that)."""
+
+    state: str
+    entries: tuple[Entry, ...]
+    parsed: tuple[tuple[Entry, IndexEntry], ...]
+
+    @staticmethod
+    def join(batches: Sequence[VerifiedBatch]) -> VerifiedBatch:
+        """Consecutive batches of one state as one (stored in one transaction)."""
+        if not batches:
+            raise ValueError("no batches to join")
+        state = batches[0].state
+        entries = tuple(e for b in batches for e in b.entries)
+        if any(b.state != state for b in batches) or any(
+            e.index != entries[0].index + i for i, e in enumerate(entries)
+        ):
+            raise ReplicaError("protocol", f"{state} sent entries out of order")
+        return VerifiedBatch(state, entries, tuple(p for b in batches for p in b.parsed))
 
 
 @dataclass(frozen=True)
@@ -100,6 +124,12 @@ class Replicas:
             raise ReplicaError(
                 "bad-checkpoint", f"{state}'s checkpoint does not verify: {e}"
             ) from None
+        if new.size == 0 and not hmac.compare_digest(new.root_hash, root_hash([])):
+            raise ReplicaError(
+                "bad-checkpoint",
+                f"{state} signed a checkpoint of the empty log with a root "
+                "that is not the empty tree's",
+            )
         with self.db.write() as s:
             row = s.get(m.ReplicaLog, state)
             if row is not None:
@@ -119,7 +149,7 @@ class Replicas:
                             f"{state} signed two different roots for size {new.size}",
                             evidence,
                         )
-                else:
+                elif old_size > 0:  # the empty log (checked above) is a prefix of every log
                     try:
                         verify_consistency(old_size, new.size, old_root, new.root_hash, list(proof))
                     except CryptoError:
@@ -156,19 +186,36 @@ class Replicas:
         now: datetime,
     ) -> int:
         """Verify and store a batch that continues the replica; returns the entries stored."""
-        state = member.state
+        return self.store_batch(self.verify_batch(roster, member.state, entries), proof, now=now)
+
+    def verify_batch(self, roster: Roster, state: str, entries: Sequence[Entry]) -> VerifiedBatch:
+        """The checks that need no database: entries contiguous, leaf hashes matching the
+        payloads, every index entry signed by `state`'s roster key and well formed. Run
+        outside the write transaction (a sync verifies one batch while storing another)."""
+        if entries:
+            first = entries[0].index
+            for offset, e in enumerate(entries):
+                if e.index != first + offset:
+                    raise ReplicaError("protocol", f"{state} sent entries out of order")
+                if e.payload is not None and leaf_hash(e.payload) != e.leaf_hash:
+                    raise ReplicaError("protocol", f"{state} sent a leaf hash that does not match")
+        return VerifiedBatch(
+            state, tuple(entries), tuple(self.verify_entries(roster, state, entries))
+        )
+
+    def store_batch(self, batch: VerifiedBatch, proof: Sequence[bytes], *, now: datetime) -> int:
+        """Store a verified batch if it continues the replica and its Merkle proof holds
+        (ReplicaError otherwise); all of it or nothing. Returns the index entries stored."""
+        state, entries = batch.state, batch.entries
+        if not entries:
+            return 0
         with self.db.write() as s:
             row = s.get(m.ReplicaLog, state)
             if row is None:
                 raise ReplicaError("protocol", f"no checkpoint of {state} accepted yet")
             start, target, target_root = row.size, row.checkpoint_size, bytes(row.checkpoint_root)
-            if not entries:
-                return 0
-            for offset, e in enumerate(entries):
-                if e.index != start + offset:
-                    raise ReplicaError("protocol", f"{state} sent entries out of order")
-                if e.payload is not None and leaf_hash(e.payload) != e.leaf_hash:
-                    raise ReplicaError("protocol", f"{state} sent a leaf hash that does not match")
+            if entries[0].index != start:
+                raise ReplicaError("protocol", f"{state} sent entries out of order")
             end = start + len(entries)
             if end > target:
                 raise ReplicaError("protocol", f"{state} sent entries beyond its checkpoint")
@@ -188,30 +235,38 @@ class Replicas:
                     f"of size {target} commits to",
                     {"accepted": row.checkpoint_note},
                 ) from None
-            parsed: list[tuple[Entry, IndexEntry]] = []
-            for e in entries:
-                if e.kind != ENTRY_KIND:
-                    continue
-                if e.payload is None:
-                    raise ReplicaError("protocol", f"{state} withheld an index entry's payload")
-                try:
-                    envelope = Envelope.from_json(e.payload)
-                    entry = verify_entry(envelope, roster, state=state)
-                except (CryptoError, FederationError) as err:
-                    raise ReplicaError(
-                        "bad-entry",
-                        f"{state}'s log entry {e.index} is not a valid index entry signed by "
-                        f"{state}: {err}",
-                        {
-                            "log_index": e.index,
-                            "payload_sha256": hashlib.sha256(e.payload).hexdigest(),
-                        },
-                    ) from None
-                parsed.append((e, entry))
-            self._store(s, state, parsed, now)
+            self._store(s, state, batch.parsed, now)
             row.size = end
             row.updated_at = now
-        return len(parsed)
+        return len(batch.parsed)
+
+    @staticmethod
+    def verify_entries(
+        roster: Roster, state: str, entries: Sequence[Entry]
+    ) -> list[tuple[Entry, IndexEntry]]:
+        """Each index entry of the batch, its signature verified and its payload parsed."""
+        verifier: EntryVerifier | None = None
+        parsed: list[tuple[Entry, IndexEntry]] = []
+        for e in entries:
+            if e.kind != ENTRY_KIND:
+                continue
+            if e.payload is None:
+                raise ReplicaError("protocol", f"{state} withheld an index entry's payload")
+            try:
+                verifier = verifier or EntryVerifier(roster, state)
+                entry = verifier.verify(Envelope.from_json(e.payload))
+            except (CryptoError, FederationError) as err:
+                raise ReplicaError(
+                    "bad-entry",
+                    f"{state}'s log entry {e.index} is not a valid index entry signed by "
+                    f"{state}: {err}",
+                    {
+                        "log_index": e.index,
+                        "payload_sha256": hashlib.sha256(e.payload).hexdigest(),
+                    },
+                ) from None
+            parsed.append((e, entry))
+        return parsed
 
     def _store(
         self, s: Session, state: str, parsed: Sequence[tuple[Entry, IndexEntry]], now: datetime
@@ -221,15 +276,15 @@ class Replicas:
         t = m.ReplicaEntry
         gids = sorted({entry.global_id for _, entry in parsed})
         last: dict[str, int] = {}
+        replaced: list[int] = []  # log indexes of the current entries these supersede
         for i in range(0, len(gids), 500):
-            last.update(
-                (str(g), int(r))
-                for g, r in s.execute(
-                    select(t.global_id, t.revision).where(
-                        t.state == state, t.global_id.in_(gids[i : i + 500]), t.current.is_(True)
-                    )
+            for g, r, index in s.execute(
+                select(t.global_id, t.revision, t.log_index).where(
+                    t.state == state, t.global_id.in_(gids[i : i + 500]), t.current.is_(True)
                 )
-            )
+            ):
+                last[str(g)] = int(r)
+                replaced.append(int(index))
         newest: dict[str, tuple[Entry, IndexEntry]] = {}
         for e, entry in parsed:
             before = last.get(entry.global_id)
@@ -254,7 +309,7 @@ class Replicas:
             )
         current_indexes = {e.index for e, _ in newest.values()}
         s.execute(
-            insert(t),
+            insert(_ENTRIES),  # Core, not the ORM's bulk path: one executemany
             [
                 {
                     "state": state,
@@ -269,4 +324,4 @@ class Replicas:
                 for e, entry in parsed
             ],
         )
-        index_pseudonyms(s, state, [entry for _, entry in newest.values()])
+        index_pseudonyms(s, state, [(e.index, entry) for e, entry in newest.values()], replaced)

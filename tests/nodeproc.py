@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,9 +14,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
 
 from crypto.keystore import generate_key_file_secret
+from node import models as m
 from node.config import Config
+from node.db import Database
 from node.setup import Secret, init_node
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,3 +118,104 @@ def start_node(config: Config, *, timeout: float = 30) -> NodeProcess:
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError("the node did not start in time")
+
+
+def run_compact(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`compact ...` in a child process; a failure raises with its output."""
+    result = compact(*args, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"compact {' '.join(args)} failed: {result.stderr}{result.stdout}")
+    return result
+
+
+def set_setting(config: Config, key: str, value: object) -> None:
+    """Change one `key = value` line of the node's compact.toml (it must be there)."""
+    path = config.data_dir / "compact.toml"
+    text, count = re.subn(
+        rf"^{re.escape(key)} = .*$", f"{key} = {value}", path.read_text(encoding="utf-8"),
+        count=1, flags=re.MULTILINE,
+    )  # fmt: skip
+    if count != 1:
+        raise RuntimeError(f"compact.toml has no {key} setting")
+    path.write_text(text, encoding="utf-8")
+
+
+def db_rows(config: Config, query: Any) -> list[tuple[Any, ...]]:
+    """The rows of a query on a node's database (opened and closed around it)."""
+    db = Database.from_url(config.database_url())
+    try:
+        with db.read() as s:
+            return [tuple(r) for r in s.execute(query)]
+    finally:
+        db.dispose()
+
+
+def published_index(config: Config) -> list[tuple[str, int, bytes]]:
+    """(global id, revision, envelope) of each incident the node has published, sorted."""
+    return sorted(
+        (g, r, bytes(p))
+        for g, r, p in db_rows(
+            config,
+            select(m.PublishedEntry.global_id, m.PublishedEntry.revision, m.LogEntry.payload).join(
+                m.LogEntry, m.LogEntry.index == m.PublishedEntry.log_index
+            ),
+        )
+    )
+
+
+def replica_index(config: Config, state: str) -> list[tuple[str, int, bytes]]:
+    """(global id, revision, envelope) of each current entry of the node's replica of `state`."""
+    return sorted(
+        (g, r, bytes(e))
+        for g, r, e in db_rows(
+            config,
+            select(
+                m.ReplicaEntry.global_id, m.ReplicaEntry.revision, m.ReplicaEntry.envelope
+            ).where(m.ReplicaEntry.state == state, m.ReplicaEntry.current.is_(True)),
+        )
+    )
+
+
+def form_compact(
+    root: Path,
+    states: tuple[str, ...] = ("CA", "IL", "MN"),
+    *,
+    threshold: int = 2,
+    sync_interval_seconds: float = 3600.0,
+    expires: str = "2030-01-01",
+) -> dict[str, Config]:
+    """Node folders for `states` under `root` that form a compact through the command line.
+
+    Member cards, a roster proposed by the first state (sorted) with the OPRF key
+    ceremony (t = `threshold`), signed by as many members as the threshold, applied
+    on every node with the out-of-band pin, and every sealed share imported. The
+    nodes are not started.
+    """
+    order = sorted(states)
+    configs = {s: init_test_node(root / s, s) for s in order}
+    for c in configs.values():
+        set_setting(c, "sync_interval_seconds", float(sync_interval_seconds))
+    cards: list[str] = []
+    for s, c in configs.items():
+        card = root / f"card-{s}.json"
+        run_compact("roster", "card", "--data-dir", str(c.data_dir), "--out", str(card))
+        cards += ["--card", str(card)]
+    first = str(configs[order[0]].data_dir)
+    proposal = root / "proposal.json"
+    run_compact(
+        "roster", "propose", *cards, "--threshold", str(threshold), "--expires", expires,
+        "--out", str(proposal), "--data-dir", first,
+    )  # fmt: skip
+    ceremony = root / "ceremony"
+    run_compact("oprf", "ceremony", str(proposal), "--threshold", str(threshold),
+                "--out-dir", str(ceremony), "--data-dir", first)  # fmt: skip
+    signed = ceremony / "proposal.json"
+    for s in order[1:threshold]:
+        run_compact("roster", "sign", str(signed), "--data-dir", str(configs[s].data_dir))
+    envelope = json.loads(signed.read_text(encoding="utf-8"))["envelope"]
+    pin = hashlib.sha256(base64.b64decode(envelope["payload"])).hexdigest()
+    for s, c in configs.items():
+        run_compact("roster", "apply", str(signed), "--pin", pin, "--data-dir", str(c.data_dir))
+        run_compact("oprf", "import-share", str(ceremony / f"share-{s}.sealed"),
+                    "--data-dir", str(c.data_dir))  # fmt: skip
+    return configs

@@ -10,8 +10,6 @@ one, and every node has witnessed the others.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -21,9 +19,16 @@ from sqlalchemy import select
 
 from node import models as m
 from node.config import Config
-from node.db import Database
 from tests.helpers import record, write_jsonl
-from tests.nodeproc import NodeProcess, compact, init_test_node, start_node
+from tests.nodeproc import (
+    NodeProcess,
+    compact,
+    db_rows,
+    form_compact,
+    published_index,
+    replica_index,
+    start_node,
+)
 
 STATES = ("CA", "IL", "MN")
 COUNTY = {"IL": "Cook", "MN": "Hennepin", "CA": "Los Angeles"}
@@ -46,45 +51,11 @@ def incidents(state: str) -> list[dict[str, Any]]:
     return out
 
 
-def rows(config: Config, query: Any) -> list[Any]:
-    db = Database.from_url(config.database_url())
-    try:
-        with db.read() as s:
-            return [tuple(r) for r in s.execute(query)]
-    finally:
-        db.dispose()
-
-
 @pytest.fixture(scope="module")
 def compact_of_three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Config]]:
     root = tmp_path_factory.mktemp("compact")
-    configs = {s: init_test_node(root / s, s) for s in STATES}
-    for c in configs.values():
-        text = (c.data_dir / "compact.toml").read_text(encoding="utf-8")
-        text = text.replace("sync_interval_seconds = 30.0", "sync_interval_seconds = 3600.0")
-        (c.data_dir / "compact.toml").write_text(text, encoding="utf-8")
-    cards = []
+    configs = form_compact(root, STATES)
     for s, c in configs.items():
-        card = root / f"card-{s}.json"
-        run("roster", "card", "--data-dir", str(c.data_dir), "--out", str(card))
-        cards += ["--card", str(card)]
-    il, mn = str(configs["IL"].data_dir), str(configs["MN"].data_dir)
-    proposal = root / "proposal.json"
-    run(
-        "roster", "propose", *cards, "--threshold", "2", "--expires", "2030-01-01",
-        "--out", str(proposal), "--data-dir", il,
-    )  # fmt: skip
-    ceremony = root / "ceremony"
-    run("oprf", "ceremony", str(proposal), "--threshold", "2", "--out-dir", str(ceremony),
-        "--data-dir", il)  # fmt: skip
-    signed = ceremony / "proposal.json"
-    run("roster", "sign", str(signed), "--data-dir", mn)
-    envelope = json.loads(signed.read_text(encoding="utf-8"))["envelope"]
-    pin = hashlib.sha256(base64.b64decode(envelope["payload"])).hexdigest()
-    for s, c in configs.items():
-        run("roster", "apply", str(signed), "--pin", pin, "--data-dir", str(c.data_dir))
-        run("oprf", "import-share", str(ceremony / f"share-{s}.sealed"), "--data-dir",
-            str(c.data_dir))  # fmt: skip
         path = write_jsonl(root / f"in-{s}", incidents(s))
         run("ingest", str(path), "--data-dir", str(c.data_dir))
     procs: list[NodeProcess] = []
@@ -99,46 +70,22 @@ def compact_of_three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
             p.stop()
 
 
-def published(config: Config) -> list[tuple[str, int, bytes]]:
-    return sorted(
-        (g, r, bytes(p))
-        for g, r, p in rows(
-            config,
-            select(m.PublishedEntry.global_id, m.PublishedEntry.revision, m.LogEntry.payload).join(
-                m.LogEntry, m.LogEntry.index == m.PublishedEntry.log_index
-            ),
-        )
-    )
-
-
-def replica(config: Config, state: str) -> list[tuple[str, int, bytes]]:
-    return sorted(
-        (g, r, bytes(e))
-        for g, r, e in rows(
-            config,
-            select(
-                m.ReplicaEntry.global_id, m.ReplicaEntry.revision, m.ReplicaEntry.envelope
-            ).where(m.ReplicaEntry.state == state, m.ReplicaEntry.current.is_(True)),
-        )
-    )
-
-
 def test_every_replica_equals_every_origins_published_index(
     compact_of_three: dict[str, Config],
 ) -> None:
     for origin, oc in compact_of_three.items():
-        index = published(oc)
+        index = published_index(oc)
         assert len(index) == len(BADGES[origin])
         for holder, hc in compact_of_three.items():
             if holder != origin:
-                assert replica(hc, origin) == index, f"{holder}'s replica of {origin}"
+                assert replica_index(hc, origin) == index, f"{holder}'s replica of {origin}"
 
 
 def test_same_identifier_in_two_states_gives_one_pseudonym(
     compact_of_three: dict[str, Config],
 ) -> None:
     config = compact_of_three["CA"]  # any node sees every state's pseudonyms
-    badge_rows = rows(
+    badge_rows = db_rows(
         config,
         select(m.ReplicaPseudonym.state, m.ReplicaPseudonym.pseudonym).where(
             m.ReplicaPseudonym.kind == "badge"

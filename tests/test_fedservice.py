@@ -36,9 +36,9 @@ from crypto.checkpoint import (
 from crypto.dsse import Envelope, sign_envelope
 from crypto.fields import FieldCipher
 from crypto.note import parse_note, parse_signature_line
-from crypto.ristretto import base_mult, scalar_add, scalar_mul
+from crypto.ristretto import base_mult, random_scalar, scalar_add, scalar_mul
 from crypto.tls import certificate_fingerprint, generate_tls_key, self_signed_certificate
-from federation.ceremony import run_ceremony
+from federation.ceremony import public_sha256, run_ceremony
 from federation.mtls import channel_credentials
 from federation.naming import log_origin, log_signer, log_verifier, witness_name, witness_signer
 from federation.roster import PAYLOAD_TYPE, Member, Roster
@@ -54,12 +54,14 @@ from node.fedclient import (
     WireEntry,
 )
 from node.fedservice import (
+    MAX_CLOCK_SKEW_SECONDS,
     PUBLIC_ENTRY_KINDS,
     SERVICE_NAME,
     FederationServicer,
     start_federation_server,
 )
 from node.fedstore import FederationStore
+from node.pseudonymise import PseudonymError, Pseudonymiser, ShareHolder, local_holder
 from node.translog import TransparencyLog
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -224,9 +226,11 @@ def nodes_any_backend(
 
 
 @asynccontextmanager
-async def serving(node: Node, *, max_receive: int = MAX_RECEIVE) -> AsyncIterator[int]:
+async def serving(
+    node: Node, *, max_receive: int = MAX_RECEIVE, servicer: FederationServicer | None = None
+) -> AsyncIterator[int]:
     server, port = await start_federation_server(
-        servicer=node.servicer(),
+        servicer=servicer or node.servicer(),
         store=node.store,
         listen="127.0.0.1:0",
         tls_key_pem=node.who.tls_key,
@@ -351,8 +355,9 @@ def test_submit_cosignature_is_stored_and_served(nodes_any_backend: dict[str, No
     il = nodes_any_backend["IL"]
     text = checkpoint_text(il, 12)
     witness = witness_signer("MN", MN.signing_key)
-    first = witness.cosign(text, timestamp=1_800_000_000)
-    newer = witness.cosign(text, timestamp=1_800_000_100)
+    at = int(NOW.timestamp())
+    first = witness.cosign(text, timestamp=at + 10)
+    newer = witness.cosign(text, timestamp=at + 110)
 
     async def scenario() -> None:
         async with serving(il) as port, client(MN, IL, port) as peer:
@@ -371,7 +376,7 @@ def test_submit_cosignature_is_stored_and_served(nodes_any_backend: dict[str, No
                 origin=log_origin("IL"),
             )
             assert [(c.name, c.timestamp) for c in verified.cosignatures] == [
-                (witness_name("MN"), 1_800_000_100)
+                (witness_name("MN"), at + 110)
             ]
 
     run(scenario)
@@ -379,6 +384,34 @@ def test_submit_cosignature_is_stored_and_served(nodes_any_backend: dict[str, No
         (a.actor, a.outcome) for a in il.audit() if a.action == "federation.SubmitCosignature"
     ]
     assert outcomes == [("member:MN", "ok")] * 3
+
+
+@pytest.mark.parametrize(
+    ("offset", "reason"),
+    [(-3600, "before the checkpoint was signed"), (3600, "in the future")],
+)
+def test_cosignature_with_an_impossible_timestamp(
+    nodes: dict[str, Node], offset: int, reason: str
+) -> None:
+    """A witness cannot claim to have seen a checkpoint before it existed, or in the future
+    (beyond the allowed clock skew); within the skew it can."""
+    il = nodes["IL"]
+    text = checkpoint_text(il, 12)  # signed at NOW, and IL's clock says NOW
+    witness = witness_signer("MN", MN.signing_key)
+    at = int(NOW.timestamp())
+
+    async def scenario() -> None:
+        async with serving(il) as port, client(MN, IL, port) as peer:
+            with pytest.raises(PeerRefusedByError) as e:
+                await peer.submit_cosignature(text, witness.cosign(text, timestamp=at + offset))
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert reason in str(e.value)
+            assert cosignature_rows(il) == []
+            skewed = at + (MAX_CLOCK_SKEW_SECONDS if offset > 0 else -MAX_CLOCK_SKEW_SECONDS)
+            await peer.submit_cosignature(text, witness.cosign(text, timestamp=skewed))
+            assert len(cosignature_rows(il)) == 1
+
+    run(scenario)
 
 
 def test_evaluate_oprf_combines_to_the_single_key_output(
@@ -626,6 +659,87 @@ def test_concurrent_oprf_flood_cannot_pass_the_limit(nodes_any_backend: dict[str
     assert usage(il, "CA") == 18
     outcomes = [a.outcome for a in il.audit()]
     assert outcomes.count("ok") == 6 and outcomes.count("refused") == 10
+
+
+class LyingServicer(FederationServicer):
+    """A member that answers OPRF requests wrongly over the wire: one evaluated element
+    replaced ("evaluation"), or the proof of another batch ("proof")."""
+
+    def __init__(self, node: Node, how: str) -> None:
+        super().__init__(
+            state=node.who.state,
+            store=node.store,
+            log=node.log,
+            db=node.db,
+            settings=node.settings,
+            clock=node.clock,
+        )
+        self.node, self.how = node, how
+
+    async def EvaluateOprf(
+        self, request: pb.EvaluateOprfRequest, context: Any
+    ) -> pb.EvaluateOprfResponse:
+        response = await super().EvaluateOprf(request, context)
+        if self.how == "evaluation":
+            response.evaluated_elements[0] = base_mult(random_scalar()).to_bytes()
+        else:
+            roster = self.node.store.require_roster()
+            share = self.node.store.share(roster)
+            assert share is not None
+            other = [base_mult(random_scalar()) for _ in request.blinded_elements]
+            response.proof = threshold_oprf.evaluate_share(share, other).proof
+        return response
+
+
+def _compact_key(nodes: dict[str, Node], roster: Roster, states: tuple[str, str]) -> Any:
+    shares = [nodes[s].store.share(roster) for s in states]
+    assert all(shares)
+    lambdas = threshold_oprf.lagrange_coefficients([s.index for s in shares if s])
+    return scalar_add(*(scalar_mul(lambdas[s.index], s.scalar) for s in shares if s))
+
+
+@pytest.mark.parametrize("how", ["evaluation", "proof"])
+def test_share_holder_answering_wrongly_over_grpc(
+    nodes: dict[str, Node], compact: Compact, how: str
+) -> None:
+    """IL answers CA's OPRF batch with a bad evaluation or a bad proof: CA names IL, asks the
+    next holder, and its pseudonyms are the compact key's; with no other holder left it
+    fails, and nothing is cached."""
+    roster = compact.roster
+    keys = ["badge:ICE-ERO:4471", "name:smith john"]
+    ca = nodes["CA"]
+    ca_share = ca.store.share(roster)
+    assert ca_share is not None
+    bad: list[tuple[str, str]] = []
+
+    async def scenario() -> tuple[dict[str, str], str]:
+        async with (
+            serving(nodes["IL"], servicer=LyingServicer(nodes["IL"], how)) as il_port,
+            serving(nodes["MN"]) as mn_port,
+            client(CA, IL, il_port) as il,
+            client(CA, MN, mn_port) as mn,
+        ):
+            lying, honest = ShareHolder("IL", il.evaluate_oprf), ShareHolder("MN", mn.evaluate_oprf)
+            with_fallback = Pseudonymiser(
+                store=ca.store,
+                roster=roster,
+                holders=[lying, honest, local_holder("CA", ca_share)],
+                on_bad_answer=lambda state, reason: bad.append((state, reason)),
+            )
+            out = await with_fallback.pseudonyms(keys)
+            alone = Pseudonymiser(store=ca.store, roster=roster, holders=[lying, honest])
+            with pytest.raises(PseudonymError) as failed:
+                await alone.pseudonyms(["badge:ICE-ERO:9999"])
+            return out, str(failed.value)
+
+    out, failure = run(scenario)
+    assert [state for state, _ in bad] == ["IL"]
+    assert "bad evaluation or proof" in bad[0][1]
+    sk = _compact_key(nodes, roster, ("MN", "CA"))
+    assert out == {k: oprf.evaluate(sk, k.encode(), mode=threshold_oprf.MODE).hex() for k in keys}
+    assert "1 of 2 share answers are valid" in failure and "IL:" in failure
+    assert roster.oprf is not None
+    assert ca.store.cached_pseudonyms(public_sha256(roster.oprf), ["badge:ICE-ERO:9999"]) == {}
 
 
 def test_bad_element_identity_refused(nodes: dict[str, Node]) -> None:

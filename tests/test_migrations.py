@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from node import migrate
 from node.db import make_engine
@@ -51,3 +51,63 @@ def test_a_schema_differing_from_the_models_is_detected(database_url: str) -> No
     engine.dispose()
     diff = _diff(database_url)
     assert any("ix_incidents_county" in repr(d) for d in diff)
+
+
+def test_0004_carries_pseudonyms_over_to_their_log_positions(database_url: str) -> None:
+    """Each pseudonym row finds its entry's log index (a peer's current replica entry, or
+    this node's published entry) and gets its prefix; down again, the rows come back."""
+    engine = make_engine(database_url)
+    migrate.upgrade(engine, "0003")
+    mn_gid, il_gid = "MN-" + "1" * 36, "IL-" + "2" * 36
+    p_mn, p_il = "ab" * 64, "01" * 64
+    now = "2026-11-21 12:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO replica_entries (state, log_index, global_id, revision, withdrawn,"
+                " current, envelope, received_at) VALUES"
+                " ('MN', 6, :gid, 1, :no, :no, :env, :now),"
+                " ('MN', 7, :gid, 2, :no, :yes, :env, :now)"
+            ),
+            {"gid": mn_gid, "no": False, "yes": True, "env": b"{}", "now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO published_entries (global_id, revision, log_index, entry_sha256,"
+                " content_hash, withdrawn, published_at) VALUES (:gid, 1, 3, :h, NULL, :no, :now)"
+            ),
+            {"gid": il_gid, "h": "0" * 64, "no": False, "now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO replica_pseudonyms (state, global_id, position, kind, pseudonym)"
+                " VALUES ('MN', :mn, 0, 'badge', :pmn), ('IL', :il, 1, 'name', :pil),"
+                " ('CA', :orphan, 0, 'badge', :pmn)"
+            ),
+            {"mn": mn_gid, "il": il_gid, "orphan": "CA-" + "3" * 36, "pmn": p_mn, "pil": p_il},
+        )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        rows = sorted(
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT state, log_index, position, kind, global_id, pseudonym, prefix"
+                    " FROM replica_pseudonyms"
+                )
+            )
+        )
+    assert rows == [
+        ("IL", 3, 1, "name", il_gid, p_il, 0x0101010101010101),
+        ("MN", 7, 0, "badge", mn_gid, p_mn, int.from_bytes(b"\xab" * 8, "big", signed=True)),
+    ]
+    migrate.downgrade(engine, "0003")
+    with engine.connect() as conn:
+        back = sorted(
+            tuple(r)
+            for r in conn.execute(
+                text("SELECT state, global_id, position, kind, pseudonym FROM replica_pseudonyms")
+            )
+        )
+    assert back == [("IL", il_gid, 1, "name", p_il), ("MN", mn_gid, 0, "badge", p_mn)]
+    engine.dispose()

@@ -8,14 +8,18 @@ three-node integration test). Each attack is a test named after it.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
+from crypto import merkle
 from crypto.checkpoint import Checkpoint, sign_checkpoint
 from crypto.dsse import sign_envelope
 from federation.ceremony import open_share, run_ceremony
@@ -26,6 +30,7 @@ from node.fedstore import FederationStore
 from node.ingest import NodeStorage, ingest_file
 from node.pseudonymise import PseudonymError, Pseudonymiser, ShareHolder, local_holder
 from node.publish import ENTRY_KIND, Publisher
+from node.queries import evidence_item, incident_view, record_custody
 from node.replica import Entry, ReplicaError, Replicas
 from node.translog import TransparencyLog
 from tests.helpers import make_storage, record, write_jsonl
@@ -251,6 +256,49 @@ def test_correction_and_withdrawal_supersede_never_delete(
     assert len({g for g, *_ in pseudonym_rows(mn, "IL")}) == 1
 
 
+def test_change_marker_moves_with_imports_not_with_publishing(
+    pair: tuple[Side, Side], tmp_path: Path
+) -> None:
+    """serve's loop runs the full `pending` query only when this fingerprint moves."""
+    il, _ = pair
+    publisher = Publisher(il.storage, il.log, il.node.key)
+    empty = publisher.change_marker()
+    ingest(il, tmp_path, [il_record("IL-1", "1")])
+    imported = publisher.change_marker()
+    assert imported != empty
+    publish(il, helper("MN"))
+    assert publisher.change_marker() == imported  # publishing is not a change to publish
+    ingest(il, tmp_path, [il_record("IL-2", "2")])
+    assert publisher.change_marker() != imported
+
+
+def test_two_publishers_racing_publish_each_change_once(
+    pair: tuple[Side, Side], tmp_path: Path
+) -> None:
+    """`compact sync` and serve's loop may both see the same pending work; one writes it."""
+    il, _ = pair
+    ingest(il, tmp_path, [il_record("IL-1", "1"), il_record("IL-2", "2")])
+    late = Publisher(il.storage, il.log, il.node.key)
+    stale = late.pending()
+    assert len(stale[0]) == 2
+    publish(il, helper("MN"))
+    size = il.log.size()
+    late.pending = lambda: stale  # type: ignore[method-assign]
+    report = asyncio.run(late.publish(pseudonymiser(il, helper("MN"))))
+    assert (report.published, report.withdrawn, il.log.size()) == (0, 0, size)
+    # the same for a withdrawal both publishers saw pending
+    with il.storage.db.write() as sess:
+        two = sess.scalars(select(m.Incident).where(m.Incident.external_id == "IL-2")).one()
+        two.sharing = "sealed"
+    stale = Publisher.pending(late)
+    assert len(stale[1]) == 1
+    assert publish(il, helper("MN")).withdrawn == 1
+    size = il.log.size()
+    report = asyncio.run(late.publish(pseudonymiser(il, helper("MN"))))
+    assert (report.published, report.withdrawn, il.log.size()) == (0, 0, size)
+    assert sorted(r for _, r, _ in published(il)) == [1, 2]
+
+
 def _append_and_sign(s: Side, payloads: list[bytes]) -> str:
     s.log.append(ENTRY_KIND, payloads)
     return s.log.sign_checkpoint(log_signer(s.state, s.node.key), origin=log_origin(s.state))
@@ -340,6 +388,30 @@ def test_two_roots_for_one_size(pair: tuple[Side, Side], tmp_path: Path) -> None
     assert e.value.kind == "forked-log"
 
 
+def test_replica_of_an_empty_log_then_of_the_grown_log(
+    pair: tuple[Side, Side], tmp_path: Path
+) -> None:
+    """A peer synced before it published anything: its empty log is a prefix of any later one."""
+    il, mn = pair
+    assert publish(il, helper("MN")).checkpoint_size == 0
+    assert replicate(mn, il) == 0
+    assert Replicas(mn.storage.db).state_of("IL").checkpoint == Checkpoint(
+        log_origin("IL"), 0, merkle.root_hash([])
+    )
+    ingest(il, tmp_path, [il_record("IL-1", "1"), il_record("IL-2", "2")])
+    publish(il, helper("MN"))
+    assert replicate(mn, il) == 2
+    assert replica_rows(mn, "IL") == published(il)
+
+
+def test_empty_log_checkpoint_with_a_wrong_root(pair: tuple[Side, Side]) -> None:
+    _il, mn = pair
+    note = sign_checkpoint(Checkpoint(log_origin("IL"), 0, b"\x01" * 32), log_signer("IL", IL.key))
+    with pytest.raises(ReplicaError, match="empty tree") as e:
+        Replicas(mn.storage.db).accept_checkpoint(ROSTER.members[1], note, [], now=NOW)
+    assert e.value.kind == "bad-checkpoint"
+
+
 def test_replayed_old_checkpoint(pair: tuple[Side, Side], tmp_path: Path) -> None:
     il, mn = pair
     ingest(il, tmp_path, [il_record("IL-1", "1")])
@@ -419,3 +491,113 @@ def test_share_holder_returning_a_bad_evaluation(pair: tuple[Side, Side], tmp_pa
     got = asyncio.run(honest.pseudonyms(["badge:ICE-ERO:1"]))
     il2 = Pseudonymiser(store=il.store, roster=ROSTER, holders=[helper("MN"), helper("CA")])
     assert asyncio.run(il2._compute(["badge:ICE-ERO:1"])) == got
+
+
+def test_core_loaded_views_equal_the_orm_views(pair: tuple[Side, Side], tmp_path: Path) -> None:
+    """`Publisher._views` reads with Core queries; it builds exactly the views that
+    `incident_view(..., personal=False)` builds over ORM rows (the code it replaced)."""
+    il, _ = pair
+    folder = tmp_path / "in-IL"  # where `ingest` writes the import file
+    (folder / "media").mkdir(parents=True)
+    (folder / "media" / "a.mp4").write_bytes(b"first clip" * 100)
+    (folder / "media" / "b.jpg").write_bytes(b"a photo")
+    agents = [
+        {  # every key kind
+            "name": "Smith, John Q.",
+            "badge": "04471",
+            "agency": "ICE-ERO",
+            "unit": "Chicago SRT",
+            "vehicle_plate": "IL ABC 1234",
+            "masked": True,
+            "role": "primary",
+        },
+        {"name": "Ann Lee", "role": "participant", "identified_self": False},  # name only
+        {"vehicle_plate": "WI XYZ 9", "role": "supervisor", "body_camera": True},  # plate only
+        {"badge": "12", "agency": "CBP-USBP"},  # badge only, role defaulted
+        {"agency": "FBI", "masked": False},  # no key at all
+    ]
+
+    def varied(external_id: str, **changes: Any) -> dict[str, Any]:
+        """`il_record` with these fields replaced (`il_record` edits the first agent's badge
+        in place, so agents are copied); a field given as None is left out."""
+        rec = il_record(external_id, "1")
+        rec.update({k: copy.deepcopy(v) for k, v in changes.items()})
+        return {k: v for k, v in rec.items() if v is not None}
+
+    ingest(
+        il,
+        tmp_path,
+        [
+            varied(
+                "IL-1",
+                conduct=["warrantless_entry", "excessive_force", "masked_agent"],
+                reported_at="2025-10-05T09:00:00+02:00",
+                location={
+                    "county": "Cook",
+                    "state": "IL",
+                    "kind": "residence",
+                    "city": "Chicago",
+                    "address": "1 Main St",
+                    "lat": 41.88,
+                    "lon": -87.63,
+                },
+                agents=agents,
+                evidence=[
+                    {
+                        "path": "media/a.mp4",
+                        "media_type": "video/mp4",
+                        "captured_at": "2025-10-04T07:16:02-05:00",
+                        "captured_by": "bystander",
+                        "description": "the arrest",
+                    },
+                    {"path": "media/b.jpg", "media_type": "image/jpeg"},  # no capture time
+                ],
+            ),
+            # nothing withheld: no people, narrative or address; no agents
+            varied("IL-2", people=[], narrative=None, agents=[]),
+            varied("IL-3", narrative=None, sharing="sealed"),  # withheld for its people
+            varied("IL-4", people=[], agents=agents[::-1]),  # withheld for its narrative
+            varied("IL-5", evidence=[{"path": "media/b.jpg"}]),  # a blob IL-1 also holds
+        ],
+    )
+    with il.storage.db.read() as s:
+        ids = list(s.scalars(select(m.Incident.id).order_by(m.Incident.id)))
+        gid = s.scalars(select(m.Incident.global_id).where(m.Incident.external_id == "IL-1")).one()
+    # a third custody event on one item: custody is in id order
+    evidence_id, item = evidence_item(il.storage.db, gid, hashlib.sha256(b"a photo").hexdigest())
+    record_custody(
+        il.storage.db, evidence_id, kind="viewed", actor="analyst", detail={"b": 1}, target=gid
+    )
+
+    def orm_views(ids: list[int]) -> list[tuple[Any, str]]:
+        """The ORM loading `_views` used to do, in incident id order."""
+        options = (
+            selectinload(m.Incident.conduct),
+            selectinload(m.Incident.agents).selectinload(m.AgentObservation.keys),
+            selectinload(m.Incident.evidence).selectinload(m.EvidenceItem.custody),
+            selectinload(m.Incident.people),
+        )
+        with il.storage.db.read() as s:
+            rows = s.scalars(
+                select(m.Incident)
+                .where(m.Incident.id.in_(ids))
+                .options(*options)
+                .order_by(m.Incident.id)
+            )
+            return [
+                (incident_view(r, il.storage.fields, personal=False), r.content_hash) for r in rows
+            ]
+
+    publisher = Publisher(il.storage, il.log, il.node.key)
+    expected = orm_views(ids)
+    got = publisher._views(ids)
+    assert got == expected
+    assert publisher._views(list(reversed(ids))) == expected  # in incident id order
+    assert publisher._views(ids[1:3]) == expected[1:3]
+    assert publisher._views([]) == []
+    # the records are as varied as meant
+    one = expected[0][0]
+    assert len(one.agents) == 5 and [len(a.keys) for a in one.agents] == [5, 1, 1, 1, 0]
+    assert [len(e.custody) for e in one.evidence] == [2, 2]
+    assert [v.restricted_withheld for v, _ in expected] == [True, False, True, True, True]
+    assert item.sha256 == one.evidence[1].sha256
