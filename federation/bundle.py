@@ -1,0 +1,1299 @@
+"""Evidence bundles: the signed documents two members exchange (docs/design/bundles.md).
+
+Four documents, each the canonical JSON (federation.encoding) of a closed schema with a
+``"format"`` field, signed as a DSSE envelope by one node's Ed25519 roster key and
+verified against the roster before its payload is parsed (as index entries are):
+
+- ``BundleRequest`` (``REQUEST_TYPE``): a requester asks a holder for an incident's
+  bundle; signed by the requester.
+- ``BundleDecision`` (``DECISION_TYPE``): the holder approves (naming the bundle id) or
+  denies (with a reason); signed by the holder.
+- ``CustodyRecord`` (``CUSTODY_TYPE``): one custody event of one evidence item as a node
+  signs it and enters it in its own transparency log; signed by that node.
+- ``BundleManifest`` (``MANIFEST_TYPE``): what a bundle holds (the incident record, each
+  evidence item with its custody entries, the incident's index entry, a checkpoint of the
+  holder's log and the sealed stream's values); signed by the holder.
+  ``check_manifest_proofs`` checks its checkpoint and every inclusion proof in it.
+
+Everything here is pure: no I/O, no database, no clock. Constructors check every field
+and raise ``ValueError`` naming the field (a caller's mistake); parsing and verification
+of untrusted input raise ``BundleFormatError``, and nothing else, for anything malformed,
+forged or inconsistent. No message ever holds a field's value (values may be personal
+data): they name the field and the rule it breaks.
+
+Timestamps are UTC with whole seconds, written ``YYYY-MM-DDTHH:MM:SSZ`` and held as
+aware ``datetime`` values in UTC. Integers are JSON integers (never booleans) below
+2**63. JSON numbers with a fraction are refused everywhere (federation.encoding), so an
+incident record must carry no floats.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, NoReturn, Protocol, TypeVar
+
+from crypto import signing
+from crypto.checkpoint import verify_checkpoint
+from crypto.dsse import Envelope, VerificationPolicy, sign_envelope, verify_envelope
+from crypto.errors import CryptoError, EncodingError, ThresholdError, VerificationError
+from crypto.merkle import leaf_hash, verify_inclusion
+from crypto.sealing import SealedStreamInfo
+from federation.encoding import canonical_json, load_json_object
+from federation.errors import FederationError
+from federation.index_entry import IndexEntry, IndexEntryError, verify_entry
+from federation.naming import log_origin, log_verifier, witness_verifier
+from federation.roster import Roster
+from node.vocab import STATES
+
+__all__ = [
+    "CUSTODY_FORMAT",
+    "CUSTODY_KINDS",
+    "CUSTODY_TYPE",
+    "DECISIONS",
+    "DECISION_FORMAT",
+    "DECISION_TYPE",
+    "DELIVERIES",
+    "MANIFEST_FORMAT",
+    "MANIFEST_TYPE",
+    "MAX_CHECKPOINT_BYTES",
+    "MAX_CUSTODY_BYTES",
+    "MAX_CUSTODY_EVENTS",
+    "MAX_DECISION_BYTES",
+    "MAX_DETAIL_BYTES",
+    "MAX_EVIDENCE",
+    "MAX_HELD_EVIDENCE",
+    "MAX_LOGGED_ENVELOPE_BYTES",
+    "MAX_MANIFEST_BYTES",
+    "MAX_PROOF_HASHES",
+    "MAX_REQUEST_BYTES",
+    "REDACTIONS",
+    "REQUEST_FORMAT",
+    "REQUEST_TYPE",
+    "BundleDecision",
+    "BundleFormatError",
+    "BundleManifest",
+    "BundleRequest",
+    "CustodyRecord",
+    "LoggedEntry",
+    "ManifestEvidence",
+    "VerifiedProofs",
+    "check_manifest_proofs",
+    "format_time",
+    "sign_custody",
+    "sign_decision",
+    "sign_manifest",
+    "sign_request",
+    "verify_custody",
+    "verify_decision",
+    "verify_manifest",
+    "verify_request",
+]
+
+REQUEST_TYPE: Final = "application/vnd.compact.bundle-request.v1+json"
+REQUEST_FORMAT: Final = "compact-bundle-request-v1"
+DECISION_TYPE: Final = "application/vnd.compact.bundle-decision.v1+json"
+DECISION_FORMAT: Final = "compact-bundle-decision-v1"
+MANIFEST_TYPE: Final = "application/vnd.compact.bundle-manifest.v1+json"
+MANIFEST_FORMAT: Final = "compact-bundle-manifest-v1"
+CUSTODY_TYPE: Final = "application/vnd.compact.custody-event.v1+json"
+CUSTODY_FORMAT: Final = "compact-custody-event-v1"
+
+CUSTODY_KINDS: Final = ("collected", "received", "copied", "viewed", "sent", "exported")
+REDACTIONS: Final = ("narrative", "people")
+DECISIONS: Final = ("approved", "denied")
+DELIVERIES: Final = ("included", "held")
+
+# Every request and decision that can be constructed fits its limit: 1,000 held SHA-256
+# values are 67,000 bytes, and a text of 2,000 characters outside the BMP is 24,000
+# bytes of \u escapes.
+MAX_REQUEST_BYTES: Final = 128 * 1024
+MAX_DECISION_BYTES: Final = 32 * 1024
+MAX_CUSTODY_BYTES: Final = 32 * 1024
+MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
+MAX_DETAIL_BYTES: Final = 16 * 1024
+MAX_CHECKPOINT_BYTES: Final = 64 * 1024
+MAX_LOGGED_ENVELOPE_BYTES: Final = 256 * 1024
+MAX_HELD_EVIDENCE: Final = 1000
+MAX_EVIDENCE: Final = 1000
+MAX_CUSTODY_EVENTS: Final = 1000
+MAX_PROOF_HASHES: Final = 64
+
+_MAX_INT: Final = 2**63 - 1
+_MAX_TEXT: Final = 2000
+_MAX_NAME: Final = 100
+_MAX_FILE_NAME: Final = 255
+# As the node stores them (node.models: TEXT columns of 1,000 characters); a description
+# is bounded by the manifest's size.
+_MAX_CAPTURED_BY: Final = 1000
+_MAX_ACTOR: Final = 1000
+_MAX_DESCRIPTION: Final = 1_000_000
+_MAX_JSON_DEPTH: Final = 32
+_HASH_SIZE: Final = 32
+
+_GLOBAL_ID: Final = re.compile(r"[A-Z]{2}-[0-9a-f-]{36}")
+_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
+_MATTER: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_POLICY_RULE: Final = re.compile(r"[a-z0-9_-]{1,40}")
+_MEDIA_TYPE: Final = re.compile(
+    r"[a-z0-9][a-z0-9!#$&^.+_-]{0,63}/[a-z0-9][a-z0-9!#$&^.+_-]{0,126}"
+)  # as federation.index_entry
+_TIME: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
+_CAPTURED_AT: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([+-][0-9]{2}:[0-9]{2}|Z)"
+)
+# Names (users, actors, files): no control character at all (C0, DEL, C1). Free text
+# (purpose, reason): tab and newline allowed. Text that comes from the import format
+# (captured_by, description): its rule, tab, newline and carriage return allowed.
+# Lone surrogates are refused everywhere: they cannot be encoded as UTF-8.
+_CONTROL_NAME: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_TEXT: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_IMPORT: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+_POLICY_PREFIX: Final = "policy:"
+
+
+class BundleFormatError(FederationError):
+    """A bundle document that must not be accepted: malformed, forged or inconsistent.
+
+    The message names the document and the field, never a field's value.
+    """
+
+
+# --- field rules ---------------------------------------------------------------------
+
+
+class _Invalid(ValueError):
+    """A field that breaks its rule: names the field (a path) and the rule, never the value."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}" if where else reason)
+        self.where = where
+        self.reason = reason
+
+
+def _fail(where: str, reason: str) -> NoReturn:
+    raise _Invalid(where, reason)
+
+
+@contextmanager
+def _within(prefix: str) -> Iterator[None]:
+    """Name failures inside a nested object by their path from the document's top."""
+    try:
+        yield
+    except _Invalid as e:
+        raise _Invalid(f"{prefix}.{e.where}" if e.where else prefix, e.reason) from None
+
+
+def _str(value: object, where: str, *, max_chars: int, control: re.Pattern[str]) -> str:
+    if not isinstance(value, str):
+        _fail(where, "expected a string")
+    if not value:
+        _fail(where, "must not be empty")
+    if len(value) > max_chars:
+        _fail(where, f"longer than {max_chars} characters")
+    if control.search(value):
+        _fail(where, "contains a control character or an unpaired surrogate")
+    return value
+
+
+def _opt_str(value: object, where: str, *, max_chars: int, control: re.Pattern[str]) -> None:
+    if value is not None:
+        _str(value, where, max_chars=max_chars, control=control)
+
+
+def _name(value: object, where: str) -> None:
+    """A user name or an actor: 1 to 100 characters, no control characters."""
+    _str(value, where, max_chars=_MAX_NAME, control=_CONTROL_NAME)
+
+
+def _text(value: object, where: str) -> None:
+    """Free text: 1 to 2,000 characters, no control characters but tab and newline."""
+    _str(value, where, max_chars=_MAX_TEXT, control=_CONTROL_TEXT)
+
+
+def _match(value: object, where: str, pattern: re.Pattern[str], expected: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        _fail(where, f"expected {expected}")
+    return value
+
+
+def _state(value: object, where: str) -> str:
+    if not isinstance(value, str) or value not in STATES:
+        _fail(where, "expected a US state, DC or territory code")
+    return value
+
+
+def _global_id(value: object, where: str, state: str) -> None:
+    if not _match(value, where, _GLOBAL_ID, "a global incident id").startswith(f"{state}-"):
+        _fail(where, f"not a global id of {state}")
+
+
+def _request_id(value: object, where: str) -> None:
+    _match(value, where, _UUID, "a lowercase UUID")
+
+
+def _hex64(value: object, where: str) -> None:
+    _match(value, where, _HEX64, "64 lowercase hex digits")
+
+
+def _int(value: object, where: str, minimum: int) -> None:
+    if type(value) is not int:  # bool excluded on purpose
+        _fail(where, "expected an integer")
+    if not minimum <= value <= _MAX_INT:
+        _fail(where, f"expected an integer from {minimum} to 2**63 - 1")
+
+
+def _one_of(value: object, where: str, allowed: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        _fail(where, f"expected one of {', '.join(allowed)}")
+
+
+def _tuple(value: object, where: str, max_items: int) -> tuple[Any, ...]:
+    if not isinstance(value, tuple):
+        _fail(where, "expected a tuple")
+    if len(value) > max_items:
+        _fail(where, f"more than {max_items} items")
+    return value
+
+
+def _sorted_unique(values: tuple[str, ...], where: str) -> None:
+    if any(a >= b for a, b in itertools.pairwise(values)):
+        _fail(where, "not sorted, or an item appears twice")
+
+
+def _redactions(value: object, where: str) -> tuple[str, ...]:
+    items = _tuple(value, where, len(REDACTIONS))
+    for i, item in enumerate(items):
+        _one_of(item, f"{where}[{i}]", REDACTIONS)
+    _sorted_unique(items, where)
+    return items
+
+
+def _time(value: object, where: str) -> None:
+    """An aware datetime in UTC with whole seconds (construction)."""
+    if not isinstance(value, datetime):
+        _fail(where, "expected a datetime")
+    offset = value.utcoffset()
+    if offset is None:
+        _fail(where, "a naive datetime (no time zone)")
+    if offset != timedelta(0):
+        _fail(where, "not in UTC")
+    if value.microsecond:
+        _fail(where, "not whole seconds")
+
+
+def format_time(value: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SSZ`` for an aware UTC datetime with whole seconds."""
+    _time(value, "time")
+    return value.replace(tzinfo=None).isoformat() + "Z"
+
+
+def _parse_time(value: object, where: str) -> datetime:
+    text = _match(value, where, _TIME, "a UTC time as YYYY-MM-DDTHH:MM:SSZ")
+    parsed: datetime | None
+    try:
+        parsed = datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:  # the message holds the value: not chained, not shown
+        parsed = None
+    if parsed is None:
+        _fail(where, "not a valid date and time")
+    return parsed
+
+
+def _json_value(value: object, where: str, depth: int = 0) -> None:
+    """A JSON value as federation.encoding reads it: no floats, string keys, no surrogates."""
+    if depth > _MAX_JSON_DEPTH:
+        _fail(where, f"nested more than {_MAX_JSON_DEPTH} levels deep")
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not -_MAX_INT <= value <= _MAX_INT:
+            _fail(where, "holds an integer outside the 64-bit range")
+    elif isinstance(value, str):
+        if _SURROGATE.search(value):
+            _fail(where, "holds an unpaired surrogate")
+    elif isinstance(value, list):
+        for item in value:
+            _json_value(item, where, depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or _SURROGATE.search(key):
+                _fail(where, "holds an object key that is not a string")
+            _json_value(item, where, depth + 1)
+    else:  # floats among them: they have no canonical form
+        _fail(
+            where, "holds a value that is not a JSON string, integer, boolean, null, list or object"
+        )
+
+
+def _json_object(value: object, where: str) -> dict[str, Any]:
+    """A checked private copy of a JSON object (the caller's dict may change later)."""
+    if not isinstance(value, dict):
+        _fail(where, "expected a JSON object")
+    _json_value(value, where)
+    copy: dict[str, Any] = json.loads(canonical_json(value))
+    return copy
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+# --- parsing -------------------------------------------------------------------------
+
+
+def _fields(obj: object, expected: frozenset[str], where: str = "") -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        _fail(where, "expected a JSON object")
+    missing = sorted(expected - obj.keys())
+    if missing:
+        _fail(where, f"missing field {missing[0]}")
+    if obj.keys() - expected:
+        _fail(where, "has an unknown field")  # not named: the name is the sender's text
+    return obj
+
+
+def _format(obj: dict[str, Any], expected: str) -> None:
+    if obj["format"] != expected:
+        _fail("format", f"expected {expected}")
+
+
+def _list(value: object, where: str, max_items: int) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        _fail(where, "expected a list")
+    if len(value) > max_items:
+        _fail(where, f"more than {max_items} items")
+    return tuple(value)
+
+
+def _b64(value: object, where: str) -> bytes:
+    """Padded standard base64 in its canonical form only."""
+    raw: bytes | None = None
+    if isinstance(value, str) and value.isascii():
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raw = None
+        if raw is not None and base64.b64encode(raw).decode("ascii") != value:
+            raw = None
+    if raw is None:
+        _fail(where, "expected canonical padded standard base64")
+    return raw
+
+
+def _hash_hex(value: object, where: str) -> bytes:
+    return bytes.fromhex(_match(value, where, _HEX64, "64 lowercase hex digits"))
+
+
+class _Document(Protocol):
+    def payload(self) -> bytes: ...
+
+
+_D = TypeVar("_D", bound=_Document)
+
+
+def _parse(data: bytes, limit: int, what: str, build: Callable[[dict[str, Any]], _D]) -> _D:
+    # Errors are raised outside the except blocks: nothing that saw the input (the JSON
+    # decoder's error holds the document) is chained to them.
+    problem = "malformed"
+    document: _D | None = None
+    obj: dict[str, Any] | None = None
+    try:
+        obj = load_json_object(data, limit=limit)
+    except ValueError as e:
+        problem = str(e)  # fixed messages, never the input
+    if obj is not None:
+        try:
+            document = build(obj)
+        except _Invalid as e:
+            problem = str(e)
+        except (TypeError, ValueError):  # not expected: every field is checked before use
+            problem = "malformed"
+    if document is None:
+        raise BundleFormatError(f"{what}: {problem}")
+    # Every field was checked, so the object re-encodes to the canonical form of `data`.
+    if document.payload() != data:
+        raise BundleFormatError(f"{what}: not in canonical form")
+    return document
+
+
+# --- 1. requests ---------------------------------------------------------------------
+
+_REQUEST_FIELDS: Final = frozenset(
+    {
+        "format",
+        "request_id",
+        "requester",
+        "holder",
+        "incident",
+        "purpose",
+        "matter",
+        "requested_by",
+        "requested_at",
+        "held_evidence",
+    }
+)
+
+
+@dataclass(frozen=True)
+class BundleRequest:
+    """A requester asks the holder of `incident` for its bundle (signed by the requester).
+
+    `held_evidence`: the SHA-256 values (hex) of the incident's evidence that the
+    requester holds already, sorted, so that those files are not sent again.
+    """
+
+    request_id: str
+    requester: str
+    holder: str
+    incident: str
+    purpose: str = field(repr=False)
+    matter: str | None
+    requested_by: str = field(repr=False)
+    requested_at: datetime
+    held_evidence: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _request_id(self.request_id, "request_id")
+        _state(self.requester, "requester")
+        _state(self.holder, "holder")
+        if self.holder == self.requester:
+            _fail("holder", "the same state as the requester")
+        _global_id(self.incident, "incident", self.holder)
+        _text(self.purpose, "purpose")
+        if self.matter is not None:
+            _match(self.matter, "matter", _MATTER, "a matter id")
+        _name(self.requested_by, "requested_by")
+        _time(self.requested_at, "requested_at")
+        held = _tuple(self.held_evidence, "held_evidence", MAX_HELD_EVIDENCE)
+        for i, sha in enumerate(held):
+            _hex64(sha, f"held_evidence[{i}]")
+        _sorted_unique(held, "held_evidence")
+
+    def payload(self) -> bytes:
+        return canonical_json(
+            {
+                "format": REQUEST_FORMAT,
+                "request_id": self.request_id,
+                "requester": self.requester,
+                "holder": self.holder,
+                "incident": self.incident,
+                "purpose": self.purpose,
+                "matter": self.matter,
+                "requested_by": self.requested_by,
+                "requested_at": format_time(self.requested_at),
+                "held_evidence": list(self.held_evidence),
+            }
+        )
+
+    @classmethod
+    def from_payload(cls, data: bytes) -> BundleRequest:
+        """Parse a request (strict, closed schema, canonical form only; BundleFormatError)."""
+        return _parse(data, MAX_REQUEST_BYTES, "bundle request", _request_from_obj)
+
+
+def _request_from_obj(obj: dict[str, Any]) -> BundleRequest:
+    _fields(obj, _REQUEST_FIELDS)
+    _format(obj, REQUEST_FORMAT)
+    return BundleRequest(
+        request_id=obj["request_id"],
+        requester=obj["requester"],
+        holder=obj["holder"],
+        incident=obj["incident"],
+        purpose=obj["purpose"],
+        matter=obj["matter"],
+        requested_by=obj["requested_by"],
+        requested_at=_parse_time(obj["requested_at"], "requested_at"),
+        held_evidence=_list(obj["held_evidence"], "held_evidence", MAX_HELD_EVIDENCE),
+    )
+
+
+def sign_request(request: BundleRequest, key: signing.SigningKey) -> Envelope:
+    """The request signed with the requester's roster key."""
+    return _sign(REQUEST_TYPE, request, BundleRequest.from_payload, key)
+
+
+def verify_request(envelope: Envelope, roster: Roster, *, requester: str) -> BundleRequest:
+    """A request signed by `requester`'s roster key and naming `requester`."""
+    what = "bundle request"
+    payload = _verified_payload(envelope, roster, requester, REQUEST_TYPE, what)
+    request = BundleRequest.from_payload(payload)
+    if request.requester != requester:
+        raise BundleFormatError(f"{what}: signed by {requester} but names another requester")
+    return request
+
+
+# --- 2. decisions --------------------------------------------------------------------
+
+_DECISION_FIELDS: Final = frozenset(
+    {
+        "format",
+        "request_id",
+        "requester",
+        "holder",
+        "decision",
+        "reason",
+        "redactions",
+        "decided_by",
+        "decided_at",
+        "bundle_id",
+    }
+)
+
+
+@dataclass(frozen=True)
+class BundleDecision:
+    """The holder's answer to a request (signed by the holder).
+
+    Approved: `bundle_id` names the bundle, `reason` is optional, `redactions` lists
+    what the bundle leaves out. Denied: `reason` is required, no redactions, no bundle.
+    `decided_by` is a reviewer's user name or ``policy:<rule>``.
+    """
+
+    request_id: str
+    requester: str
+    holder: str
+    decision: str
+    reason: str | None = field(repr=False)
+    redactions: tuple[str, ...]
+    decided_by: str = field(repr=False)
+    decided_at: datetime
+    bundle_id: str | None
+
+    def __post_init__(self) -> None:
+        _request_id(self.request_id, "request_id")
+        _state(self.requester, "requester")
+        _state(self.holder, "holder")
+        if self.holder == self.requester:
+            _fail("holder", "the same state as the requester")
+        _one_of(self.decision, "decision", DECISIONS)
+        if self.reason is not None:
+            _text(self.reason, "reason")
+        _redactions(self.redactions, "redactions")
+        _decided_by(self.decided_by, "decided_by")
+        _time(self.decided_at, "decided_at")
+        if self.bundle_id is not None:
+            _hex64(self.bundle_id, "bundle_id")
+        if self.decision == "denied":
+            if self.reason is None:
+                _fail("reason", "required when the request is denied")
+            if self.redactions:
+                _fail("redactions", "must be empty when the request is denied")
+            if self.bundle_id is not None:
+                _fail("bundle_id", "must be null when the request is denied")
+        elif self.bundle_id is None:
+            _fail("bundle_id", "required when the request is approved")
+
+    @property
+    def approved(self) -> bool:
+        return self.decision == "approved"
+
+    def payload(self) -> bytes:
+        return canonical_json(
+            {
+                "format": DECISION_FORMAT,
+                "request_id": self.request_id,
+                "requester": self.requester,
+                "holder": self.holder,
+                "decision": self.decision,
+                "reason": self.reason,
+                "redactions": list(self.redactions),
+                "decided_by": self.decided_by,
+                "decided_at": format_time(self.decided_at),
+                "bundle_id": self.bundle_id,
+            }
+        )
+
+    @classmethod
+    def from_payload(cls, data: bytes) -> BundleDecision:
+        """Parse a decision (strict, closed schema, canonical form only; BundleFormatError)."""
+        return _parse(data, MAX_DECISION_BYTES, "bundle decision", _decision_from_obj)
+
+
+def _decided_by(value: object, where: str) -> None:
+    if isinstance(value, str) and value.startswith(_POLICY_PREFIX):
+        if not _POLICY_RULE.fullmatch(value[len(_POLICY_PREFIX) :]):
+            _fail(where, "expected policy:<rule> with a rule of a-z, 0-9, _ and -")
+    else:
+        _name(value, where)
+
+
+def _decision_from_obj(obj: dict[str, Any]) -> BundleDecision:
+    _fields(obj, _DECISION_FIELDS)
+    _format(obj, DECISION_FORMAT)
+    return BundleDecision(
+        request_id=obj["request_id"],
+        requester=obj["requester"],
+        holder=obj["holder"],
+        decision=obj["decision"],
+        reason=obj["reason"],
+        redactions=_list(obj["redactions"], "redactions", len(REDACTIONS)),
+        decided_by=obj["decided_by"],
+        decided_at=_parse_time(obj["decided_at"], "decided_at"),
+        bundle_id=obj["bundle_id"],
+    )
+
+
+def sign_decision(decision: BundleDecision, key: signing.SigningKey) -> Envelope:
+    """The decision signed with the holder's roster key."""
+    return _sign(DECISION_TYPE, decision, BundleDecision.from_payload, key)
+
+
+def verify_decision(envelope: Envelope, roster: Roster, *, holder: str) -> BundleDecision:
+    """A decision signed by `holder`'s roster key and naming `holder`."""
+    what = "bundle decision"
+    payload = _verified_payload(envelope, roster, holder, DECISION_TYPE, what)
+    decision = BundleDecision.from_payload(payload)
+    if decision.holder != holder:
+        raise BundleFormatError(f"{what}: signed by {holder} but names another holder")
+    return decision
+
+
+# --- 3. custody records --------------------------------------------------------------
+
+_CUSTODY_FIELDS: Final = frozenset(
+    {
+        "format",
+        "state",
+        "global_id",
+        "evidence_sha256",
+        "evidence_position",
+        "event_id",
+        "kind",
+        "at",
+        "actor",
+        "detail",
+    }
+)
+
+
+@dataclass(frozen=True)
+class CustodyRecord:
+    """One custody event of one evidence item, as `state`'s node signs and logs it.
+
+    `event_id` is the node's own id of the event (from 1); `detail` a JSON object (no
+    floats) of at most ``MAX_DETAIL_BYTES`` in canonical form, held as a private copy.
+    """
+
+    state: str
+    global_id: str
+    evidence_sha256: str
+    evidence_position: int
+    event_id: int
+    kind: str
+    at: datetime
+    actor: str = field(repr=False)
+    detail: dict[str, Any] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _state(self.state, "state")
+        _global_id(self.global_id, "global_id", self.state)
+        _hex64(self.evidence_sha256, "evidence_sha256")
+        _int(self.evidence_position, "evidence_position", 0)
+        _int(self.event_id, "event_id", 1)
+        _one_of(self.kind, "kind", CUSTODY_KINDS)
+        _time(self.at, "at")
+        # The actor of a `collected` event is the import's `captured_by`: its rule.
+        _str(self.actor, "actor", max_chars=_MAX_ACTOR, control=_CONTROL_IMPORT)
+        detail = _json_object(self.detail, "detail")
+        if len(canonical_json(detail)) > MAX_DETAIL_BYTES:
+            _fail("detail", f"larger than {MAX_DETAIL_BYTES} bytes as canonical JSON")
+        _set(self, "detail", detail)
+
+    def payload(self) -> bytes:
+        return canonical_json(
+            {
+                "format": CUSTODY_FORMAT,
+                "state": self.state,
+                "global_id": self.global_id,
+                "evidence_sha256": self.evidence_sha256,
+                "evidence_position": self.evidence_position,
+                "event_id": self.event_id,
+                "kind": self.kind,
+                "at": format_time(self.at),
+                "actor": self.actor,
+                "detail": self.detail,
+            }
+        )
+
+    @classmethod
+    def from_payload(cls, data: bytes) -> CustodyRecord:
+        """Parse a custody record (strict, closed schema, canonical form only)."""
+        return _parse(data, MAX_CUSTODY_BYTES, "custody event", _custody_from_obj)
+
+
+def _custody_from_obj(obj: dict[str, Any]) -> CustodyRecord:
+    _fields(obj, _CUSTODY_FIELDS)
+    _format(obj, CUSTODY_FORMAT)
+    return CustodyRecord(
+        state=obj["state"],
+        global_id=obj["global_id"],
+        evidence_sha256=obj["evidence_sha256"],
+        evidence_position=obj["evidence_position"],
+        event_id=obj["event_id"],
+        kind=obj["kind"],
+        at=_parse_time(obj["at"], "at"),
+        actor=obj["actor"],
+        detail=obj["detail"],
+    )
+
+
+def sign_custody(record: CustodyRecord, key: signing.SigningKey) -> Envelope:
+    """The record signed with its state's roster key (then entered in that state's log)."""
+    return _sign(CUSTODY_TYPE, record, CustodyRecord.from_payload, key)
+
+
+def verify_custody(envelope: Envelope, roster: Roster, *, state: str) -> CustodyRecord:
+    """A custody record signed by `state`'s roster key and naming `state`."""
+    what = "custody event"
+    payload = _verified_payload(envelope, roster, state, CUSTODY_TYPE, what)
+    record = CustodyRecord.from_payload(payload)
+    if record.state != state:
+        raise BundleFormatError(f"{what}: signed by {state} but names another state")
+    return record
+
+
+# --- 4. log entries with their inclusion proofs --------------------------------------
+
+_LOGGED_FIELDS: Final = frozenset({"log_index", "envelope", "proof"})
+
+
+@dataclass(frozen=True)
+class LoggedEntry:
+    """An envelope as stored in a transparency log, its index and its inclusion proof.
+
+    `envelope_bytes` are the exact bytes of the log entry (the leaf is their hash);
+    in JSON they are canonical padded standard base64 (key ``"envelope"``), and the
+    proof's hashes are lowercase hex. The proof is checked by ``check_manifest_proofs``
+    against the manifest's checkpoint.
+    """
+
+    log_index: int
+    envelope_bytes: bytes = field(repr=False)
+    proof: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        _int(self.log_index, "log_index", 0)
+        if not isinstance(self.envelope_bytes, bytes):
+            _fail("envelope", "expected bytes")
+        if not 0 < len(self.envelope_bytes) <= MAX_LOGGED_ENVELOPE_BYTES:
+            _fail("envelope", f"expected 1 to {MAX_LOGGED_ENVELOPE_BYTES} bytes")
+        proof = _tuple(self.proof, "proof", MAX_PROOF_HASHES)
+        for i, h in enumerate(proof):
+            if not isinstance(h, bytes) or len(h) != _HASH_SIZE:
+                _fail(f"proof[{i}]", f"expected {_HASH_SIZE} bytes")
+
+    def leaf_hash(self) -> bytes:
+        """The RFC 9162 leaf hash of the entry: ``SHA-256(0x00 || envelope_bytes)``."""
+        return leaf_hash(self.envelope_bytes)
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "log_index": self.log_index,
+            "envelope": base64.b64encode(self.envelope_bytes).decode("ascii"),
+            "proof": [h.hex() for h in self.proof],
+        }
+
+
+def _logged_from_obj(value: object) -> LoggedEntry:
+    obj = _fields(value, _LOGGED_FIELDS)
+    proof = _list(obj["proof"], "proof", MAX_PROOF_HASHES)
+    return LoggedEntry(
+        log_index=obj["log_index"],
+        envelope_bytes=_b64(obj["envelope"], "envelope"),
+        proof=tuple(_hash_hex(h, f"proof[{i}]") for i, h in enumerate(proof)),
+    )
+
+
+# --- 5. evidence items of a manifest -------------------------------------------------
+
+_EVIDENCE_FIELDS: Final = frozenset(
+    {
+        "position",
+        "sha256",
+        "size",
+        "media_type",
+        "file_name",
+        "captured_at",
+        "captured_by",
+        "description",
+        "delivery",
+        "offset",
+        "custody",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ManifestEvidence:
+    """One evidence item of a bundle: its metadata and its custody events (logged).
+
+    `delivery` is ``"included"`` (the file is in the sealed stream, at plaintext
+    `offset`) or ``"held"`` (the requester holds it already; `offset` is None).
+    `captured_at` is kept as the import format's RFC 3339 text with its UTC offset.
+    """
+
+    position: int
+    sha256: str
+    size: int
+    media_type: str
+    file_name: str = field(repr=False)
+    captured_at: str | None
+    captured_by: str | None = field(repr=False)
+    description: str | None = field(repr=False)
+    delivery: str
+    offset: int | None
+    custody: tuple[LoggedEntry, ...]
+
+    def __post_init__(self) -> None:
+        _int(self.position, "position", 0)
+        _hex64(self.sha256, "sha256")
+        _int(self.size, "size", 0)
+        _match(self.media_type, "media_type", _MEDIA_TYPE, "a lowercase media type")
+        _str(self.file_name, "file_name", max_chars=_MAX_FILE_NAME, control=_CONTROL_NAME)
+        if "/" in self.file_name or "\\" in self.file_name or self.file_name in (".", ".."):
+            _fail("file_name", "must be a plain file name (no / or \\, not . or ..)")
+        if self.captured_at is not None:
+            _captured_at(self.captured_at, "captured_at")
+        _opt_str(
+            self.captured_by, "captured_by", max_chars=_MAX_CAPTURED_BY, control=_CONTROL_IMPORT
+        )
+        _opt_str(
+            self.description, "description", max_chars=_MAX_DESCRIPTION, control=_CONTROL_IMPORT
+        )
+        _one_of(self.delivery, "delivery", DELIVERIES)
+        if self.delivery == "included":
+            _int(self.offset, "offset", 0)
+        elif self.offset is not None:
+            _fail("offset", "must be null for an item the requester holds")
+        custody = _tuple(self.custody, "custody", MAX_CUSTODY_EVENTS)
+        for i, logged in enumerate(custody):
+            if not isinstance(logged, LoggedEntry):
+                _fail(f"custody[{i}]", "expected a LoggedEntry")
+
+    @property
+    def included(self) -> bool:
+        return self.delivery == "included"
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "sha256": self.sha256,
+            "size": self.size,
+            "media_type": self.media_type,
+            "file_name": self.file_name,
+            "captured_at": self.captured_at,
+            "captured_by": self.captured_by,
+            "description": self.description,
+            "delivery": self.delivery,
+            "offset": self.offset,
+            "custody": [c.to_obj() for c in self.custody],
+        }
+
+
+def _captured_at(value: object, where: str) -> None:
+    text = _match(value, where, _CAPTURED_AT, "an RFC 3339 time with seconds and a UTC offset")
+    valid = True
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:  # the message holds the value: not chained, not shown
+        valid = False
+    if not valid:
+        _fail(where, "not a valid date and time")
+
+
+def _evidence_from_obj(value: object) -> ManifestEvidence:
+    obj = _fields(value, _EVIDENCE_FIELDS)
+    custody = []
+    for i, item in enumerate(_list(obj["custody"], "custody", MAX_CUSTODY_EVENTS)):
+        with _within(f"custody[{i}]"):
+            custody.append(_logged_from_obj(item))
+    return ManifestEvidence(
+        position=obj["position"],
+        sha256=obj["sha256"],
+        size=obj["size"],
+        media_type=obj["media_type"],
+        file_name=obj["file_name"],
+        captured_at=obj["captured_at"],
+        captured_by=obj["captured_by"],
+        description=obj["description"],
+        delivery=obj["delivery"],
+        offset=obj["offset"],
+        custody=tuple(custody),
+    )
+
+
+# --- 6. manifests --------------------------------------------------------------------
+
+_MANIFEST_FIELDS: Final = frozenset(
+    {
+        "format",
+        "bundle_id",
+        "request_id",
+        "requester",
+        "holder",
+        "global_id",
+        "incident",
+        "redactions",
+        "evidence",
+        "index_entry",
+        "checkpoint",
+        "sealed_stream",
+        "created_at",
+    }
+)
+
+
+@dataclass(frozen=True)
+class BundleManifest:
+    """What one bundle holds, signed by the holder.
+
+    `incident` is the incident as an import-format record (a JSON object without floats
+    and without ``"evidence"``: the evidence is listed here; the node layer checks the
+    rest), held as a private copy. `index_entry` is the incident's index entry in the
+    holder's log, `checkpoint` a signed (and cosigned) checkpoint of that log under which
+    every proof verifies (``check_manifest_proofs``), `sealed_stream` binds the sealed
+    stream. The included items, in position order, are the stream's plaintext one after
+    another (``stream_order``).
+    """
+
+    bundle_id: str
+    request_id: str
+    requester: str
+    holder: str
+    global_id: str
+    incident: dict[str, Any] = field(repr=False)
+    redactions: tuple[str, ...]
+    evidence: tuple[ManifestEvidence, ...]
+    index_entry: LoggedEntry
+    checkpoint: str = field(repr=False)
+    sealed_stream: SealedStreamInfo
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        _hex64(self.bundle_id, "bundle_id")
+        _request_id(self.request_id, "request_id")
+        _state(self.requester, "requester")
+        _state(self.holder, "holder")
+        if self.holder == self.requester:
+            _fail("holder", "the same state as the requester")
+        _global_id(self.global_id, "global_id", self.holder)
+        redactions = _redactions(self.redactions, "redactions")
+        _set(self, "incident", _incident(self.incident, redactions))
+        evidence = _tuple(self.evidence, "evidence", MAX_EVIDENCE)
+        for i, item in enumerate(evidence):
+            if not isinstance(item, ManifestEvidence):
+                _fail(f"evidence[{i}]", "expected a ManifestEvidence")
+        if not isinstance(self.index_entry, LoggedEntry):
+            _fail("index_entry", "expected a LoggedEntry")
+        _checkpoint_text(self.checkpoint, "checkpoint")
+        if not isinstance(self.sealed_stream, SealedStreamInfo):
+            _fail("sealed_stream", "expected a SealedStreamInfo")
+        _time(self.created_at, "created_at")
+        self._check_consistency()
+
+    def _check_consistency(self) -> None:
+        if self.sealed_stream.bundle_id.hex() != self.bundle_id:
+            _fail("sealed_stream.bundle_id", "not the manifest's bundle_id")
+        log_indexes = {self.index_entry.log_index}
+        position = -1
+        offset = 0
+        for i, item in enumerate(self.evidence):
+            if item.position <= position:
+                _fail(f"evidence[{i}].position", "positions must increase strictly")
+            position = item.position
+            if item.included:
+                if item.offset != offset:
+                    _fail(f"evidence[{i}].offset", "not where the items before it end")
+                offset += item.size
+            for j, logged in enumerate(item.custody):
+                if logged.log_index in log_indexes:
+                    _fail(f"evidence[{i}].custody[{j}].log_index", "the same log entry twice")
+                log_indexes.add(logged.log_index)
+        if offset != self.sealed_stream.plaintext_size:
+            _fail(
+                "sealed_stream.plaintext_size",
+                "not the total size of the included evidence",
+            )
+
+    def stream_order(self) -> tuple[ManifestEvidence, ...]:
+        """The included items in the order (and at the offsets) of the stream's plaintext."""
+        return tuple(item for item in self.evidence if item.included)
+
+    def payload(self) -> bytes:
+        return canonical_json(
+            {
+                "format": MANIFEST_FORMAT,
+                "bundle_id": self.bundle_id,
+                "request_id": self.request_id,
+                "requester": self.requester,
+                "holder": self.holder,
+                "global_id": self.global_id,
+                "incident": self.incident,
+                "redactions": list(self.redactions),
+                "evidence": [e.to_obj() for e in self.evidence],
+                "index_entry": self.index_entry.to_obj(),
+                "checkpoint": self.checkpoint,
+                "sealed_stream": self.sealed_stream.to_manifest_dict(),
+                "created_at": format_time(self.created_at),
+            }
+        )
+
+    @classmethod
+    def from_payload(cls, data: bytes) -> BundleManifest:
+        """Parse a manifest (strict, closed schema, canonical form only; BundleFormatError).
+
+        Only the structure and consistency are checked here: the proofs are checked by
+        ``check_manifest_proofs``.
+        """
+        return _parse(data, MAX_MANIFEST_BYTES, "bundle manifest", _manifest_from_obj)
+
+
+def _incident(value: object, redactions: tuple[str, ...]) -> dict[str, Any]:
+    incident = _json_object(value, "incident")
+    if "evidence" in incident:
+        _fail("incident", "must not hold evidence (the manifest lists it)")
+    if not isinstance(incident.get("external_id"), str):
+        _fail("incident.external_id", "expected a string")
+    for redacted in redactions:
+        if incident.get(redacted) not in (None, "", []):
+            _fail(f"incident.{redacted}", "present although redacted")
+    return incident
+
+
+def _checkpoint_text(value: object, where: str) -> None:
+    if not isinstance(value, str) or not value:
+        _fail(where, "expected a non-empty string")
+    if _SURROGATE.search(value):
+        _fail(where, "holds an unpaired surrogate")
+    if len(value.encode("utf-8")) > MAX_CHECKPOINT_BYTES:
+        _fail(where, f"larger than {MAX_CHECKPOINT_BYTES} bytes")
+
+
+def _manifest_from_obj(obj: dict[str, Any]) -> BundleManifest:
+    _fields(obj, _MANIFEST_FIELDS)
+    _format(obj, MANIFEST_FORMAT)
+    evidence = []
+    for i, item in enumerate(_list(obj["evidence"], "evidence", MAX_EVIDENCE)):
+        with _within(f"evidence[{i}]"):
+            evidence.append(_evidence_from_obj(item))
+    with _within("index_entry"):
+        index_entry = _logged_from_obj(obj["index_entry"])
+    entry = obj["sealed_stream"]
+    if not isinstance(entry, dict):
+        _fail("sealed_stream", "expected a JSON object")
+    sealed: SealedStreamInfo | None
+    try:
+        sealed = SealedStreamInfo.from_manifest_dict(entry)
+    except EncodingError:
+        sealed = None
+    if sealed is None:
+        _fail("sealed_stream", "not a valid sealed stream entry")
+    return BundleManifest(
+        bundle_id=obj["bundle_id"],
+        request_id=obj["request_id"],
+        requester=obj["requester"],
+        holder=obj["holder"],
+        global_id=obj["global_id"],
+        incident=obj["incident"],
+        redactions=_list(obj["redactions"], "redactions", len(REDACTIONS)),
+        evidence=tuple(evidence),
+        index_entry=index_entry,
+        checkpoint=obj["checkpoint"],
+        sealed_stream=sealed,
+        created_at=_parse_time(obj["created_at"], "created_at"),
+    )
+
+
+def sign_manifest(manifest: BundleManifest, key: signing.SigningKey) -> Envelope:
+    """The manifest signed with the holder's roster key.
+
+    BundleFormatError if its payload is larger than ``MAX_MANIFEST_BYTES``.
+    """
+    return _sign(MANIFEST_TYPE, manifest, BundleManifest.from_payload, key)
+
+
+def verify_manifest(
+    envelope: Envelope, roster: Roster, *, holder: str, requester: str
+) -> BundleManifest:
+    """A manifest signed by `holder`'s roster key, naming `holder` and `requester`.
+
+    The proofs it carries are not checked here: call ``check_manifest_proofs``.
+    """
+    what = "bundle manifest"
+    payload = _verified_payload(envelope, roster, holder, MANIFEST_TYPE, what)
+    manifest = BundleManifest.from_payload(payload)
+    if manifest.holder != holder:
+        raise BundleFormatError(f"{what}: signed by {holder} but names another holder")
+    if manifest.requester != requester:
+        raise BundleFormatError(f"{what}: made for another requester than {requester}")
+    return manifest
+
+
+# --- 7. the proofs of a manifest -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifiedProofs:
+    """What ``check_manifest_proofs`` proved.
+
+    The holder's log of `checkpoint_size` entries has root `root`, as the witnesses
+    named in `witnesses` (their note key names, e.g. ``compact-witness/MN``) cosigned;
+    it holds `index_entry` and, per evidence item in manifest order, `custody`.
+    """
+
+    checkpoint_size: int
+    root: bytes
+    witnesses: tuple[str, ...]
+    index_entry: IndexEntry
+    custody: tuple[tuple[CustodyRecord, ...], ...]
+
+
+def check_manifest_proofs(manifest: BundleManifest, roster: Roster) -> VerifiedProofs:
+    """Check a (verified) manifest's checkpoint and every inclusion proof it carries.
+
+    The checkpoint must be signed with the holder's log key and cosigned by at least one
+    other member of `roster` as witness (the holder's own cosignature does not count).
+    The index entry must be the holder's signed entry of the manifest's incident, not a
+    withdrawal; each custody entry the holder's signed record of that very evidence item
+    (incident, SHA-256 and position), each event once. Every entry must be in the log at
+    its index under the checkpoint. BundleFormatError names what failed.
+
+    This proves that the entries were logged, not that no later revision exists: the
+    index entry may have been corrected or withdrawn after the checkpoint.
+    """
+    holder = manifest.holder
+    member = roster.member(holder)
+    if member is None:
+        raise BundleFormatError(
+            f"checkpoint: {holder} is not a member of roster version {roster.version}"
+        )
+    witnesses = [
+        witness_verifier(m.state, m.signing_key) for m in roster.members if m.state != holder
+    ]
+    if not witnesses:
+        raise BundleFormatError("checkpoint: the roster has no other member to witness it")
+    try:
+        verified = verify_checkpoint(
+            manifest.checkpoint,
+            log=log_verifier(holder, member.signing_key),
+            witnesses=witnesses,
+            threshold=1,
+            origin=log_origin(holder),
+        )
+    except ThresholdError:
+        raise BundleFormatError(
+            "checkpoint: not cosigned by any other member of the roster"
+        ) from None
+    except CryptoError:
+        raise BundleFormatError(f"checkpoint: does not verify as {holder}'s log") from None
+    size, root = verified.checkpoint.size, verified.checkpoint.root_hash
+
+    def included(logged: LoggedEntry, where: str) -> None:
+        try:
+            verify_inclusion(logged.leaf_hash(), logged.log_index, size, logged.proof, root)
+        except VerificationError:
+            raise BundleFormatError(f"{where}: inclusion proof does not verify") from None
+
+    envelope = _logged_envelope(manifest.index_entry, "index_entry")
+    entry: IndexEntry | None = None
+    problem = ""
+    try:
+        entry = verify_entry(envelope, roster, state=holder)
+    except IndexEntryError as e:
+        problem = str(e)
+    if entry is None:  # raised here: the index entry's own chain is left behind
+        raise BundleFormatError(f"index_entry: {problem}")
+    if entry.global_id != manifest.global_id:
+        raise BundleFormatError("index_entry: the entry of another incident")
+    if entry.withdrawn:
+        raise BundleFormatError("index_entry: a withdrawal")
+    included(manifest.index_entry, "index_entry")
+
+    custody: list[tuple[CustodyRecord, ...]] = []
+    events: set[int] = set()
+    for i, item in enumerate(manifest.evidence):
+        records: list[CustodyRecord] = []
+        for j, logged in enumerate(item.custody):
+            where = f"evidence[{i}].custody[{j}]"
+            envelope = _logged_envelope(logged, where)
+            record: CustodyRecord | None = None
+            try:
+                record = verify_custody(envelope, roster, state=holder)
+            except BundleFormatError as e:
+                problem = str(e)
+            if record is None:
+                raise BundleFormatError(f"{where}: {problem}")
+            if record.global_id != manifest.global_id:
+                raise BundleFormatError(f"{where}: a custody event of another incident")
+            if record.evidence_sha256 != item.sha256 or record.evidence_position != item.position:
+                raise BundleFormatError(f"{where}: a custody event of another evidence item")
+            if record.event_id in events:
+                raise BundleFormatError(f"{where}: the same custody event twice")
+            events.add(record.event_id)
+            included(logged, where)
+            records.append(record)
+        custody.append(tuple(records))
+    return VerifiedProofs(
+        checkpoint_size=size,
+        root=root,
+        witnesses=tuple(sorted(c.name for c in verified.cosignatures)),
+        index_entry=entry,
+        custody=tuple(custody),
+    )
+
+
+def _logged_envelope(logged: LoggedEntry, where: str) -> Envelope:
+    try:
+        return Envelope.from_json(logged.envelope_bytes, max_size=MAX_LOGGED_ENVELOPE_BYTES)
+    except EncodingError:
+        raise BundleFormatError(f"{where}: not a DSSE envelope") from None
+
+
+# --- signing and verifying -----------------------------------------------------------
+
+
+def _sign(
+    payload_type: str,
+    document: _D,
+    parse: Callable[[bytes], _D],
+    key: signing.SigningKey,
+) -> Envelope:
+    payload = document.payload()
+    parse(payload)  # the checks a receiving member applies, the size limit among them
+    return sign_envelope(payload_type, payload, [key])
+
+
+def _verified_payload(
+    envelope: Envelope, roster: Roster, state: str, payload_type: str, what: str
+) -> bytes:
+    """The payload of `envelope` once `state`'s roster key is proven to have signed it."""
+    if not isinstance(envelope, Envelope):
+        raise TypeError("envelope must be a crypto.dsse.Envelope")
+    if not isinstance(state, str) or state not in STATES:
+        raise ValueError("state must be a US state, DC or territory code")
+    member = roster.member(state)
+    if member is None:
+        raise BundleFormatError(
+            f"{what}: {state} is not a member of roster version {roster.version}"
+        )
+    if envelope.payload_type != payload_type:
+        raise BundleFormatError(f"{what}: the envelope's payload type is not {payload_type}")
+    try:
+        verified = verify_envelope(
+            envelope, VerificationPolicy([member.signing_key], 1), payload_type=payload_type
+        )
+    except CryptoError:
+        raise BundleFormatError(f"{what}: not signed by {state}'s roster key") from None
+    return verified.payload
