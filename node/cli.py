@@ -540,5 +540,9 @@ from node.cli_fedops import register as _register_fedops  # noqa: E402
 
 _register_fedops(main)
 
+from node.cli_bundles import register as _register_bundles  # noqa: E402
+
+_register_bundles(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -201,6 +201,44 @@ class FederationSettings:
 
 
 @dataclass(frozen=True)
+class BundleSettings:
+    """Evidence bundles: which requests are approved without a reviewer (docs/bundles.md)."""
+
+    review_levels: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            'Sharing levels ("compact", "matter") whose requests wait for a reviewer even '
+            "though the policy would approve them; `index` always waits, `sealed` is never "
+            "shared. The policy can be made stricter here, never looser."
+        ),
+    )
+    chunk_bytes: int = field(
+        default=1024 * 1024,
+        metadata=_doc(
+            "Plaintext bytes per chunk of a sealed bundle stream (one chunk per message).",
+            minimum=1024,
+            maximum=4 * MiB - 1024,
+        ),
+    )
+    spool_days: int = field(
+        default=30,
+        metadata=_doc(
+            "A sealed bundle that the requester has not acknowledged is kept this long.",
+            minimum=1,
+            maximum=3650,
+        ),
+    )
+    poll_seconds: float = field(
+        default=10.0,
+        metadata=_doc(
+            "`compact serve` checks outgoing requests and resumes transfers this often.",
+            minimum=0.5,
+            maximum=86_400,
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class LimitSettings:
     """Bounds on imported data. A value over a limit is rejected, never truncated."""
 
@@ -252,6 +290,7 @@ class Config:
     server: ServerSettings = field(default_factory=ServerSettings)
     client: ClientSettings = field(default_factory=ClientSettings)
     federation: FederationSettings = field(default_factory=FederationSettings)
+    bundles: BundleSettings = field(default_factory=BundleSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -282,6 +321,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "server": ServerSettings,
     "client": ClientSettings,
     "federation": FederationSettings,
+    "bundles": BundleSettings,
     "limits": LimitSettings,
     "logging": LoggingSettings,
 }
@@ -356,6 +396,9 @@ def validate_config(config: Config) -> None:
     parse_host_port(config.server.listen, setting="server.listen")
     if config.client.endpoint:
         parse_host_port(config.client.endpoint, setting="client.endpoint")
+    for level in config.bundles.review_levels:
+        if level not in ("compact", "matter"):
+            raise ConfigError('bundles.review_levels: each must be "compact" or "matter"')
     parse_host_port(config.federation.listen, setting="federation.listen")
     if config.federation.endpoint:
         parse_host_port(config.federation.endpoint, setting="federation.endpoint")

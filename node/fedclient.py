@@ -39,6 +39,8 @@ from crypto.threshold_oprf import MAX_SHARES, ShareEvaluation
 from federation.errors import FederationError
 from federation.mtls import channel_credentials
 from federation.roster import MAX_MEMBERS, Member
+from node.bundles import STATES as BUNDLE_STATES
+from node.bundles import RequestStatus
 
 DEFAULT_MAX_MESSAGE_BYTES: Final = 8 * 1024 * 1024
 MAX_ENTRIES: Final = 1000
@@ -47,6 +49,7 @@ MAX_OPRF_ELEMENTS: Final = 1000
 MAX_PROOF_HASHES: Final = 128
 MAX_ROSTER_VERSIONS: Final = 10_000
 MAX_CERTIFICATE_BYTES: Final = 16 * 1024
+MAX_DECISION_ENVELOPE_BYTES: Final = 64 * 1024
 MAX_KIND_LENGTH: Final = 40
 HASH_SIZE: Final = 32
 PROOF_SIZE: Final = 64
@@ -59,6 +62,8 @@ _REFUSALS: Final = frozenset(
         grpc.StatusCode.FAILED_PRECONDITION,
         grpc.StatusCode.INVALID_ARGUMENT,
         grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.OUT_OF_RANGE,
     }
 )
 _UNAVAILABLE: Final = frozenset(
@@ -329,6 +334,38 @@ class PeerClient:
         if any(len(h) != HASH_SIZE for h in hashes):
             raise self._malformed("consistency_proof", f"a hash is not {HASH_SIZE} bytes")
         return list(hashes)
+
+    async def request_bundle(self, envelope: bytes) -> RequestStatus:
+        """Send a signed bundle request; the holder's answer (its decision not verified)."""
+        try:
+            response = await self._stub.RequestBundle(
+                pb.RequestBundleRequest(envelope=envelope), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as e:
+            raise self._translate("RequestBundle", e) from None
+        return self._bundle_status(response.status)
+
+    async def get_bundle_status(self, request_id: str) -> RequestStatus:
+        """The holder's answer about one of this node's requests (nothing verified here)."""
+        try:
+            response = await self._stub.GetBundleStatus(
+                pb.GetBundleStatusRequest(request_id=request_id), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as e:
+            raise self._translate("GetBundleStatus", e) from None
+        return self._bundle_status(response.status)
+
+    def _bundle_status(self, response: pb.BundleStatus) -> RequestStatus:
+        if response.state not in BUNDLE_STATES:
+            raise self._malformed("state", "not a bundle request state")
+        if len(response.decision) > MAX_DECISION_ENVELOPE_BYTES:
+            raise self._malformed("decision", "too large")
+        return RequestStatus(
+            request_id=response.request_id,
+            state=response.state,
+            decision=bytes(response.decision) or None,
+            manifest=bytes(response.manifest) or None,
+        )
 
     def _malformed(self, field: str, reason: str) -> PeerProtocolError:
         return PeerProtocolError(self.state, f"{self.state} sent a malformed {field}: {reason}")

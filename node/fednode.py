@@ -43,8 +43,9 @@ from federation.errors import FederationError
 from federation.naming import witness_signer
 from federation.roster import Member, Roster
 from node import models as m
+from node.bundles import BundleDesk, BundleRefused
 from node.config import Config
-from node.fedclient import PeerClient
+from node.fedclient import PeerClient, PeerRefusedByError
 from node.fedstore import FederationStore
 from node.ingest import NodeStorage
 from node.pseudonymise import Pseudonymiser, ShareHolder, local_holder
@@ -57,6 +58,17 @@ PUBLISH_POLL_SECONDS = 2.0
 # Entries stored per transaction while catching up: one commit, and each index page
 # written once, for several requests' worth.
 STORE_GROUP = 5000
+
+
+@dataclass(frozen=True)
+class BundleExchange:
+    """One outgoing request after asking its holder: the new state, or why it is unchanged
+    (`state` None: the holder could not be asked; tried again next time)."""
+
+    request_id: str
+    holder: str
+    state: str | None
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,7 @@ class FederationNode:
         self.signing_key = signing.SigningKey(keys.signing_key)
         self.publisher = Publisher(storage, self.log, self.signing_key)
         self.replicas = Replicas(storage.db)
+        self.bundles = BundleDesk(storage, self.log, self.signing_key, config.bundles, clock=clock)
         self._cert_pem = config.path(config.keys.tls_certificate).read_bytes()
         self._looked_at: tuple[int | None, int, int | None] | None = None  # change_marker
         # What the last `sync` published, or why it could not (shown by `compact sync`).
@@ -371,12 +384,46 @@ class FederationNode:
             await self.publish()
         self._looked_at = marker  # only once published: a failure is retried next tick
 
+    # --- bundles -------------------------------------------------------------------------
+
+    async def exchange_bundles(self) -> list[BundleExchange]:
+        """Send each outgoing request that is not settled to its holder (RequestBundle is
+        idempotent, so a request sent before is asked about, not sent twice) and record the
+        answer: the decision, verified against the roster. A holder that cannot be reached
+        is tried again next time; one that refuses the request fails it, with the reason."""
+        roster = self.store.require_roster()
+        peers = {mb.state: (mb, cert) for mb, cert in self.peers(roster)}
+        results: list[BundleExchange] = []
+        for row_id, holder, request_id, envelope in await asyncio.to_thread(self.bundles.unsettled):
+            if holder not in peers:
+                results.append(BundleExchange(request_id, holder, None, "not a reachable member"))
+                continue
+            try:
+                async with self.client(*peers[holder]) as c:
+                    status = await c.request_bundle(envelope)
+                info = await asyncio.to_thread(self.bundles.record_status, row_id, status, roster)
+            except PeerRefusedByError as e:
+                await asyncio.to_thread(self.bundles.fail, row_id, str(e))
+                results.append(BundleExchange(request_id, holder, "failed", str(e)))
+            except BundleRefused as e:
+                reason = f"{holder} answered with a decision that does not verify: {e.message}"
+                self.alert("bad-bundle-decision", holder, reason, {"request_id": request_id})
+                await asyncio.to_thread(self.bundles.fail, row_id, reason)
+                results.append(BundleExchange(request_id, holder, "failed", reason))
+            except FederationError as e:
+                results.append(BundleExchange(request_id, holder, None, str(e)))
+            else:
+                results.append(BundleExchange(request_id, holder, info.state, None))
+        return results
+
     async def run_forever(self, stop: asyncio.Event) -> None:
         """The background loop of `compact serve`: publish new records within a few seconds
-        of their ingest, sync with every member each `sync_interval_seconds`."""
+        of their ingest, sync with every member each `sync_interval_seconds`, and ask
+        holders about this node's unsettled bundle requests each `bundles.poll_seconds`."""
         interval = self.config.federation.sync_interval_seconds
-        tick = min(interval, PUBLISH_POLL_SECONDS)
-        next_sync = 0.0
+        poll = self.config.bundles.poll_seconds
+        tick = min(interval, poll, PUBLISH_POLL_SECONDS)
+        next_sync = next_poll = 0.0
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
@@ -387,6 +434,9 @@ class FederationNode:
                         await self.sync()
                     elif roster.oprf is not None:
                         await self._publish_if_changed()
+                    if loop.time() >= next_poll:
+                        next_poll = loop.time() + poll
+                        await self.exchange_bundles()
             except FederationError as e:
                 log.warning("federation_round_failed", error=str(e))
             except Exception:

@@ -19,10 +19,11 @@ changed.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -46,6 +47,7 @@ from federation.mtls import PeerRefusedError, authorize_peer, peer_pin
 from federation.naming import log_origin, witness_verifier
 from federation.roster import Member, Roster
 from node import models as m
+from node.bundles import BundleDesk, BundleRefused, Refusal, RequestStatus
 from node.config import FederationSettings, parse_host_port
 from node.db import Database
 from node.errors import StorageError
@@ -64,6 +66,7 @@ MAX_OPRF_ELEMENTS: Final = 1000
 #: below the peer's receive limit; a single entry is at most 1 MiB).
 MAX_ENTRIES_RESPONSE_BYTES: Final = 3 * 1024 * 1024
 MAX_CHECKPOINT_TEXT: Final = 16 * 1024
+MAX_BUNDLE_REQUEST_BYTES: Final = 96 * 1024  # a request payload is at most 64 KiB
 MAX_COSIGNATURE_LINE: Final = 1024
 MAX_CLOCK_SKEW_SECONDS: Final = 600  # between a witness's clock and this node's
 DEFAULT_MAX_RECEIVE_BYTES: Final = 4 * 1024 * 1024
@@ -139,7 +142,9 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
         db: Database,
         settings: FederationSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        bundles: BundleDesk | None = None,
     ) -> None:
+        self._bundles = bundles
         self._state = state
         self._store = store
         self._log = log
@@ -355,6 +360,54 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
             raise _invalid("cosignature", "its timestamp is in the future")
         return checkpoint.size, timestamp
 
+    # --- bundles (node.bundles) -----------------------------------------------------------
+
+    async def RequestBundle(
+        self, request: pb.RequestBundleRequest, context: Context
+    ) -> pb.RequestBundleResponse:
+        async def handle(caller: Member, roster: Roster) -> pb.RequestBundleResponse:
+            desk = self._desk()
+            if not request.envelope:
+                raise _invalid("envelope", "required")
+            if len(request.envelope) > MAX_BUNDLE_REQUEST_BYTES:
+                raise _invalid("envelope", f"larger than {MAX_BUNDLE_REQUEST_BYTES} bytes")
+            status = await _bundle_call(
+                desk.receive_request, caller.state, bytes(request.envelope), roster
+            )
+            return pb.RequestBundleResponse(status=_bundle_status(status))
+
+        return await self._serve("RequestBundle", context, handle)
+
+    async def GetBundleStatus(
+        self, request: pb.GetBundleStatusRequest, context: Context
+    ) -> pb.GetBundleStatusResponse:
+        async def handle(caller: Member, _roster: Roster) -> pb.GetBundleStatusResponse:
+            desk = self._desk()
+            if not _REQUEST_ID.fullmatch(request.request_id):
+                raise _invalid("request_id", "not a UUID in lowercase")
+            status = await _bundle_call(desk.status_for, caller.state, request.request_id)
+            return pb.GetBundleStatusResponse(status=_bundle_status(status))
+
+        return await self._serve("GetBundleStatus", context, handle)
+
+    async def FetchBundle(
+        self, request: pb.FetchBundleRequest, context: Context
+    ) -> AsyncIterator[pb.FetchBundleResponse]:
+        # Sealing and streaming bundles are not implemented yet (docs/bundles.md).
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "bundle transfer is not available yet")
+        yield pb.FetchBundleResponse()  # pragma: no cover - unreachable; makes this a generator
+
+    async def AckBundle(
+        self, request: pb.AckBundleRequest, context: Context
+    ) -> pb.AckBundleResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "bundle transfer is not available yet")
+        return pb.AckBundleResponse()  # pragma: no cover - unreachable
+
+    def _desk(self) -> BundleDesk:
+        if self._bundles is None:
+            raise _Abort(grpc.StatusCode.UNIMPLEMENTED, "this node does not serve bundles")
+        return self._bundles
+
     # --- EvaluateOprf -------------------------------------------------------------------
 
     async def EvaluateOprf(
@@ -447,6 +500,36 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
             outcome=outcome,
             detail=detail,
         )
+
+
+# --- bundles ------------------------------------------------------------------------------
+
+_REFUSAL_CODES: Final = {
+    Refusal.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Refusal.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Refusal.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    Refusal.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    Refusal.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    Refusal.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
+}
+_REQUEST_ID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+async def _bundle_call(fn: Callable[..., T], *args: Any) -> T:
+    """Run a BundleDesk method in a thread; its refusals become statuses."""
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except BundleRefused as e:
+        raise _Abort(_REFUSAL_CODES[e.kind], e.message) from None
+
+
+def _bundle_status(status: RequestStatus) -> pb.BundleStatus:
+    return pb.BundleStatus(
+        request_id=status.request_id,
+        state=status.state,
+        decision=status.decision or b"",
+        manifest=status.manifest or b"",
+    )
 
 
 # --- database work (run in a thread) ------------------------------------------------------
@@ -613,6 +696,16 @@ def _method_handlers(servicer: FederationServicer) -> dict[str, grpc.RpcMethodHa
             servicer.SubmitCosignature,
         ),
         "EvaluateOprf": (pb.EvaluateOprfRequest, pb.EvaluateOprfResponse, servicer.EvaluateOprf),
+        "RequestBundle": (
+            pb.RequestBundleRequest,
+            pb.RequestBundleResponse,
+            servicer.RequestBundle,
+        ),
+        "GetBundleStatus": (
+            pb.GetBundleStatusRequest,
+            pb.GetBundleStatusResponse,
+            servicer.GetBundleStatus,
+        ),
     }
 
     def parsing(

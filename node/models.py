@@ -222,6 +222,13 @@ class CustodyEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(TEXT))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Who recorded the event: None for this node; a state for an event that came with a
+    # bundle from that state (then `envelope` is that state's signed record of it).
+    origin: Mapped[str | None] = mapped_column(String(2))
+    # The signed custody record (federation.bundle.CustodyRecord, DSSE) and its index in
+    # the recording state's transparency log; None until this node's publisher logs it.
+    envelope: Mapped[bytes | None] = mapped_column(LargeBinary)
+    log_index: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
     evidence: Mapped[EvidenceItem] = relationship(back_populates="custody")
 
@@ -496,3 +503,76 @@ class Alert(Base):
     state: Mapped[str] = mapped_column(String(2))
     message: Mapped[str] = mapped_column(Text)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# --- evidence bundles (issue 5) -----------------------------------------------------------
+
+
+class BundleRequestRow(Base):
+    """One bundle request, incoming (a peer asks this node) or outgoing (this node asks).
+
+    `state` is pending, approved, denied, sealed, transferring, delivered, failed or
+    quarantined (docs/bundles.md); `reason` says why a request was denied, failed or was
+    quarantined.
+    """
+
+    __tablename__ = "bundle_requests"
+    __table_args__ = (UniqueConstraint("requester", "request_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    direction: Mapped[str] = mapped_column(String(SHORT), index=True)
+    request_id: Mapped[str] = mapped_column(String(36))
+    requester: Mapped[str] = mapped_column(String(2))
+    holder: Mapped[str] = mapped_column(String(2))
+    global_id: Mapped[str] = mapped_column(String(64), index=True)
+    requested_by: Mapped[str] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(Text)
+    matter: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(SHORT), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    request_envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    decision_envelope: Mapped[bytes | None] = mapped_column(LargeBinary)
+    bundle_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Outgoing: when the holder first acknowledged the request (None: not delivered yet).
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Bundle(Base):
+    """A sealed bundle: at the holder the stream it serves, at the requester the stream it
+    receives (its spool file, and how far it has verified and stored it)."""
+
+    __tablename__ = "bundles"
+
+    bundle_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_row_id: Mapped[int] = mapped_column(
+        ForeignKey("bundle_requests.id", ondelete="RESTRICT"), unique=True
+    )
+    manifest_envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    spool_name: Mapped[str] = mapped_column(String(SHORT))
+    sealed_size: Mapped[int] = mapped_column(BigInteger)
+    # Requester: bytes of the stream verified and on disk. Holder: bytes served so far.
+    verified_offset: Mapped[int] = mapped_column(BigInteger)
+    units: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Holder: the requester's signed receipt. Requester: the receipt it sent.
+    receipt_envelope: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class IncidentProvenance(Base):
+    """Where a received incident came from: its origin state and the bundle that brought it.
+    This node's own incidents have no row here."""
+
+    __tablename__ = "incident_provenance"
+
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
+    )
+    origin: Mapped[str] = mapped_column(String(2))
+    bundle_id: Mapped[str] = mapped_column(ForeignKey("bundles.bundle_id", ondelete="RESTRICT"))
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import delete, exists, func, insert, or_, select
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from crypto import signing
+from federation.bundle import CustodyRecord, sign_custody
 from federation.index_entry import IndexEntry, build_entry, sign_entry, withdrawal
 from federation.naming import log_origin, log_signer
 from node import models as m
@@ -46,6 +47,7 @@ from node.records import (
 from node.translog import TransparencyLog
 
 ENTRY_KIND: Final = "index-entry"
+CUSTODY_KIND: Final = "custody"
 _PUBLISHED: Final = m.Base.metadata.tables["published_entries"]
 _PSEUDONYMS: Final = m.Base.metadata.tables["replica_pseudonyms"]
 _INCIDENTS: Final = m.Base.metadata.tables["incidents"]
@@ -65,6 +67,7 @@ class PublishReport:
     published: int
     withdrawn: int
     checkpoint_size: int | None
+    custody: int = 0  # custody events signed and entered in the log
 
 
 class Publisher:
@@ -89,6 +92,7 @@ class Publisher:
                     select(m.Incident.id)
                     .outerjoin(pe, pe.global_id == m.Incident.global_id)
                     .where(
+                        m.Incident.state == self.state,  # not incidents received in bundles
                         m.Incident.sharing != "sealed",
                         or_(
                             pe.global_id.is_(None),
@@ -143,10 +147,66 @@ class Publisher:
             if progress is not None:
                 progress(start + len(chunk), len(publish_ids))
         withdrawn = await asyncio.to_thread(self._withdraw, withdraw) if withdraw else 0
+        custody = await asyncio.to_thread(self.log_custody)
         size = None
-        if published or withdrawn or self._log.latest_checkpoint() is None:
+        if published or withdrawn or custody or self._log.latest_checkpoint() is None:
             size = await asyncio.to_thread(self.sign_checkpoint)
-        return PublishReport(published, withdrawn, size)
+        return PublishReport(published, withdrawn, size, custody)
+
+    def log_custody(self) -> int:
+        """Sign each custody event this node recorded and has not logged yet, and enter it
+        in the log (kind `custody`: peers receive its leaf hash only), in batches; each
+        batch in one transaction with the events' `envelope` and `log_index`."""
+        done = 0
+        while True:
+            with self._storage.db.write() as s:
+                rows = s.execute(
+                    select(
+                        _CUSTODY.c.id,
+                        _CUSTODY.c.kind,
+                        _CUSTODY.c.at,
+                        _CUSTODY.c.actor,
+                        _CUSTODY.c.detail,
+                        _EVIDENCE.c.sha256,
+                        _EVIDENCE.c.position,
+                        _INCIDENTS.c.global_id,
+                    )
+                    .join(_EVIDENCE, _EVIDENCE.c.id == _CUSTODY.c.evidence_id)
+                    .join(_INCIDENTS, _INCIDENTS.c.id == _EVIDENCE.c.incident_id)
+                    .where(_CUSTODY.c.log_index.is_(None), _CUSTODY.c.origin.is_(None))
+                    .order_by(_CUSTODY.c.id)
+                    .limit(BATCH)
+                ).all()
+                if not rows:
+                    return done
+                envelopes = [
+                    sign_custody(
+                        CustodyRecord(
+                            state=self.state,
+                            global_id=gid,
+                            evidence_sha256=sha,
+                            evidence_position=pos,
+                            event_id=event_id,
+                            kind=kind,
+                            at=at.replace(microsecond=0),
+                            actor=actor,
+                            detail=detail,
+                        ),
+                        self._key,
+                    ).to_json()
+                    for event_id, kind, at, actor, detail, sha, pos, gid in rows
+                ]
+                indexes = self._log.append_in(s, CUSTODY_KIND, envelopes)
+                s.execute(
+                    update(_CUSTODY)
+                    .where(_CUSTODY.c.id == bindparam("event_id"))
+                    .values(envelope=bindparam("signed"), log_index=bindparam("index")),
+                    [
+                        {"event_id": row[0], "signed": envelope, "index": index}
+                        for row, envelope, index in zip(rows, envelopes, indexes, strict=True)
+                    ],
+                )
+                done += len(rows)
 
     def sign_checkpoint(self) -> int:
         note = self._log.sign_checkpoint(

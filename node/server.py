@@ -503,6 +503,7 @@ async def _start_federation(
         log=node.log,
         db=storage.db,
         settings=config.federation,
+        bundles=node.bundles,
     )
     fed_server, port = await start_federation_server(
         servicer=servicer,

@@ -52,6 +52,7 @@ def test_every_setting_is_documented_in_the_rendered_file(tmp_path: Path) -> Non
         "server",
         "client",
         "federation",
+        "bundles",
         "limits",
         "logging",
     }
@@ -127,3 +128,11 @@ def test_configuration_doc_is_current() -> None:
     assert result.returncode == 0, (
         "docs/configuration.md is stale: run python scripts/gen_config_doc.py"
     )
+
+
+def test_bundle_review_levels_can_only_make_the_policy_stricter(tmp_path: Path) -> None:
+    base = {"node": {"state": "IL"}}
+    config = config_from_mapping(tmp_path, {**base, "bundles": {"review_levels": ["compact"]}})
+    assert config.bundles.review_levels == ("compact",)
+    with pytest.raises(ConfigError, match=r"bundles\.review_levels"):
+        config_from_mapping(tmp_path, {**base, "bundles": {"review_levels": ["sealed"]}})

@@ -119,6 +119,11 @@ class Compact:
 
 @pytest.fixture(scope="module")
 def compact() -> Compact:
+    return make_compact()
+
+
+def make_compact() -> Compact:
+    """CA, IL and MN, roster version 1 signed by all three, after a 2-of-3 OPRF ceremony."""
     proposal = Roster(
         version=1,
         expires=EXPIRES,
@@ -939,6 +944,7 @@ class _Lying(pb_grpc.FederationServiceServicer):
         self.entries = pb.GetEntriesResponse()
         self.oprf = pb.EvaluateOprfResponse()
         self.checkpoint = pb.GetCheckpointResponse()
+        self.bundle_status = pb.BundleStatus(request_id="r", state="pending")
 
     async def GetEntries(self, request: Any, context: Any) -> pb.GetEntriesResponse:
         return self.entries
@@ -954,6 +960,20 @@ class _Lying(pb_grpc.FederationServiceServicer):
 
     async def SubmitCosignature(self, request: Any, context: Any) -> pb.SubmitCosignatureResponse:
         return pb.SubmitCosignatureResponse()
+
+    async def RequestBundle(self, request: Any, context: Any) -> pb.RequestBundleResponse:
+        return pb.RequestBundleResponse(status=self.bundle_status)
+
+    async def GetBundleStatus(self, request: Any, context: Any) -> pb.GetBundleStatusResponse:
+        return pb.GetBundleStatusResponse(status=self.bundle_status)
+
+    async def FetchBundle(
+        self, request: Any, context: Any
+    ) -> AsyncIterator[pb.FetchBundleResponse]:
+        yield pb.FetchBundleResponse()
+
+    async def AckBundle(self, request: Any, context: Any) -> pb.AckBundleResponse:
+        return pb.AckBundleResponse()
 
 
 def test_client_refuses_malformed_answers(nodes: dict[str, Node]) -> None:
@@ -1023,6 +1043,18 @@ def test_client_refuses_malformed_answers(nodes: dict[str, Node]) -> None:
                     await peer.get_checkpoint(13)
                 with pytest.raises(PeerProtocolError, match="consistency_proof"):
                     await peer.get_checkpoint(5)  # a proof is due and missing
+
+                assert (await peer.get_bundle_status("r")).state == "pending"
+                for status, problem in (
+                    (pb.BundleStatus(request_id="r", state="done"), "state"),
+                    (
+                        pb.BundleStatus(request_id="r", state="approved", decision=b"x" * 70_000),
+                        "decision",
+                    ),
+                ):
+                    lying.bundle_status = status
+                    with pytest.raises(PeerProtocolError, match=problem):
+                        await peer.request_bundle(b"{}")
         finally:
             await server.stop(None)
 

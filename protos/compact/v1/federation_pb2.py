@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ompact/v1/federation.proto\x12\ncompact.v1\")\n\x10GetRosterRequest\x12\x15\n\rafter_version\x18\x01 \x01(\r\"<\n\x11GetRosterResponse\x12\x11\n\tenvelopes\x18\x01 \x03(\x0c\x12\x14\n\x0c\x63\x65rtificates\x18\x02 \x03(\x0c\"(\n\x14GetCheckpointRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\"F\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x19\n\x11\x63onsistency_proof\x18\x02 \x03(\x0c\"J\n\x11GetEntriesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x13\n\x0bmax_entries\x18\x02 \x01(\r\x12\x11\n\ttree_size\x18\x03 \x01(\x04\"K\n\x08LogEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x11\n\tleaf_hash\x18\x04 \x01(\x0c\"V\n\x12GetEntriesResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.compact.v1.LogEntry\x12\x19\n\x11\x63onsistency_proof\x18\x02 \x03(\x0c\"C\n\x18SubmitCosignatureRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x13\n\x0b\x63osignature\x18\x02 \x01(\t\"\x1b\n\x19SubmitCosignatureResponse\"/\n\x13\x45valuateOprfRequest\x12\x18\n\x10\x62linded_elements\x18\x01 \x03(\x0c\"V\n\x14\x45valuateOprfResponse\x12\x13\n\x0bshare_index\x18\x01 \x01(\r\x12\x1a\n\x12\x65valuated_elements\x18\x02 \x03(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\x32\xb5\x03\n\x11\x46\x65\x64\x65rationService\x12H\n\tGetRoster\x12\x1c.compact.v1.GetRosterRequest\x1a\x1d.compact.v1.GetRosterResponse\x12T\n\rGetCheckpoint\x12 .compact.v1.GetCheckpointRequest\x1a!.compact.v1.GetCheckpointResponse\x12K\n\nGetEntries\x12\x1d.compact.v1.GetEntriesRequest\x1a\x1e.compact.v1.GetEntriesResponse\x12`\n\x11SubmitCosignature\x12$.compact.v1.SubmitCosignatureRequest\x1a%.compact.v1.SubmitCosignatureResponse\x12Q\n\x0c\x45valuateOprf\x12\x1f.compact.v1.EvaluateOprfRequest\x1a .compact.v1.EvaluateOprfResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ompact/v1/federation.proto\x12\ncompact.v1\")\n\x10GetRosterRequest\x12\x15\n\rafter_version\x18\x01 \x01(\r\"<\n\x11GetRosterResponse\x12\x11\n\tenvelopes\x18\x01 \x03(\x0c\x12\x14\n\x0c\x63\x65rtificates\x18\x02 \x03(\x0c\"(\n\x14GetCheckpointRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\"F\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x19\n\x11\x63onsistency_proof\x18\x02 \x03(\x0c\"J\n\x11GetEntriesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x13\n\x0bmax_entries\x18\x02 \x01(\r\x12\x11\n\ttree_size\x18\x03 \x01(\x04\"K\n\x08LogEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x11\n\tleaf_hash\x18\x04 \x01(\x0c\"V\n\x12GetEntriesResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.compact.v1.LogEntry\x12\x19\n\x11\x63onsistency_proof\x18\x02 \x03(\x0c\"C\n\x18SubmitCosignatureRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x13\n\x0b\x63osignature\x18\x02 \x01(\t\"\x1b\n\x19SubmitCosignatureResponse\"/\n\x13\x45valuateOprfRequest\x12\x18\n\x10\x62linded_elements\x18\x01 \x03(\x0c\"V\n\x14\x45valuateOprfResponse\x12\x13\n\x0bshare_index\x18\x01 \x01(\r\x12\x1a\n\x12\x65valuated_elements\x18\x02 \x03(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\"(\n\x14RequestBundleRequest\x12\x10\n\x08\x65nvelope\x18\x01 \x01(\x0c\"A\n\x15RequestBundleResponse\x12(\n\x06status\x18\x01 \x01(\x0b\x32\x18.compact.v1.BundleStatus\",\n\x16GetBundleStatusRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"C\n\x17GetBundleStatusResponse\x12(\n\x06status\x18\x01 \x01(\x0b\x32\x18.compact.v1.BundleStatus\"U\n\x0c\x42undleStatus\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0c\x12\x10\n\x08manifest\x18\x04 \x01(\x0c\"7\n\x12\x46\x65tchBundleRequest\x12\x11\n\tbundle_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"3\n\x13\x46\x65tchBundleResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"6\n\x10\x41\x63kBundleRequest\x12\x11\n\tbundle_id\x18\x01 \x01(\t\x12\x0f\n\x07receipt\x18\x02 \x01(\x0c\"\x13\n\x11\x41\x63kBundleResponse2\x83\x06\n\x11\x46\x65\x64\x65rationService\x12H\n\tGetRoster\x12\x1c.compact.v1.GetRosterRequest\x1a\x1d.compact.v1.GetRosterResponse\x12T\n\rGetCheckpoint\x12 .compact.v1.GetCheckpointRequest\x1a!.compact.v1.GetCheckpointResponse\x12K\n\nGetEntries\x12\x1d.compact.v1.GetEntriesRequest\x1a\x1e.compact.v1.GetEntriesResponse\x12`\n\x11SubmitCosignature\x12$.compact.v1.SubmitCosignatureRequest\x1a%.compact.v1.SubmitCosignatureResponse\x12Q\n\x0c\x45valuateOprf\x12\x1f.compact.v1.EvaluateOprfRequest\x1a .compact.v1.EvaluateOprfResponse\x12T\n\rRequestBundle\x12 .compact.v1.RequestBundleRequest\x1a!.compact.v1.RequestBundleResponse\x12Z\n\x0fGetBundleStatus\x12\".compact.v1.GetBundleStatusRequest\x1a#.compact.v1.GetBundleStatusResponse\x12P\n\x0b\x46\x65tchBundle\x12\x1e.compact.v1.FetchBundleRequest\x1a\x1f.compact.v1.FetchBundleResponse0\x01\x12H\n\tAckBundle\x12\x1c.compact.v1.AckBundleRequest\x1a\x1d.compact.v1.AckBundleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,6 +53,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVALUATEOPRFREQUEST']._serialized_end=648
   _globals['_EVALUATEOPRFRESPONSE']._serialized_start=650
   _globals['_EVALUATEOPRFRESPONSE']._serialized_end=736
-  _globals['_FEDERATIONSERVICE']._serialized_start=739
-  _globals['_FEDERATIONSERVICE']._serialized_end=1176
+  _globals['_REQUESTBUNDLEREQUEST']._serialized_start=738
+  _globals['_REQUESTBUNDLEREQUEST']._serialized_end=778
+  _globals['_REQUESTBUNDLERESPONSE']._serialized_start=780
+  _globals['_REQUESTBUNDLERESPONSE']._serialized_end=845
+  _globals['_GETBUNDLESTATUSREQUEST']._serialized_start=847
+  _globals['_GETBUNDLESTATUSREQUEST']._serialized_end=891
+  _globals['_GETBUNDLESTATUSRESPONSE']._serialized_start=893
+  _globals['_GETBUNDLESTATUSRESPONSE']._serialized_end=960
+  _globals['_BUNDLESTATUS']._serialized_start=962
+  _globals['_BUNDLESTATUS']._serialized_end=1047
+  _globals['_FETCHBUNDLEREQUEST']._serialized_start=1049
+  _globals['_FETCHBUNDLEREQUEST']._serialized_end=1104
+  _globals['_FETCHBUNDLERESPONSE']._serialized_start=1106
+  _globals['_FETCHBUNDLERESPONSE']._serialized_end=1157
+  _globals['_ACKBUNDLEREQUEST']._serialized_start=1159
+  _globals['_ACKBUNDLEREQUEST']._serialized_end=1213
+  _globals['_ACKBUNDLERESPONSE']._serialized_start=1215
+  _globals['_ACKBUNDLERESPONSE']._serialized_end=1234
+  _globals['_FEDERATIONSERVICE']._serialized_start=1237
+  _globals['_FEDERATIONSERVICE']._serialized_end=2008
 # @@protoc_insertion_point(module_scope)

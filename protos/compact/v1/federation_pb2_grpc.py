@@ -59,6 +59,26 @@ class FederationServiceStub:
                 request_serializer=compact_dot_v1_dot_federation__pb2.EvaluateOprfRequest.SerializeToString,
                 response_deserializer=compact_dot_v1_dot_federation__pb2.EvaluateOprfResponse.FromString,
                 _registered_method=True)
+        self.RequestBundle = channel.unary_unary(
+                '/compact.v1.FederationService/RequestBundle',
+                request_serializer=compact_dot_v1_dot_federation__pb2.RequestBundleRequest.SerializeToString,
+                response_deserializer=compact_dot_v1_dot_federation__pb2.RequestBundleResponse.FromString,
+                _registered_method=True)
+        self.GetBundleStatus = channel.unary_unary(
+                '/compact.v1.FederationService/GetBundleStatus',
+                request_serializer=compact_dot_v1_dot_federation__pb2.GetBundleStatusRequest.SerializeToString,
+                response_deserializer=compact_dot_v1_dot_federation__pb2.GetBundleStatusResponse.FromString,
+                _registered_method=True)
+        self.FetchBundle = channel.unary_stream(
+                '/compact.v1.FederationService/FetchBundle',
+                request_serializer=compact_dot_v1_dot_federation__pb2.FetchBundleRequest.SerializeToString,
+                response_deserializer=compact_dot_v1_dot_federation__pb2.FetchBundleResponse.FromString,
+                _registered_method=True)
+        self.AckBundle = channel.unary_unary(
+                '/compact.v1.FederationService/AckBundle',
+                request_serializer=compact_dot_v1_dot_federation__pb2.AckBundleRequest.SerializeToString,
+                response_deserializer=compact_dot_v1_dot_federation__pb2.AckBundleResponse.FromString,
+                _registered_method=True)
 
 
 class FederationServiceServicer:
@@ -110,6 +130,44 @@ class FederationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestBundle(self, request, context):
+        """Ask this node for the evidence bundle of one of its incidents
+        (docs/bundles.md). The request is a DSSE envelope signed by the caller's
+        roster key. Idempotent: the same envelope again returns the request's
+        current state; another payload under a used request id is
+        ALREADY_EXISTS. An incident this node does not hold, or does not share,
+        is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBundleStatus(self, request, context):
+        """The state of a request the caller made, with the signed decision once
+        there is one and the signed manifest once the bundle is sealed. A
+        request of another member is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchBundle(self, request, context):
+        """The sealed stream of an approved bundle, from `offset` (a unit boundary
+        the caller has verified), in its own units: the header, then one
+        encrypted chunk per message. A bundle approved for another member is
+        PERMISSION_DENIED; an offset that is not a unit boundary is OUT_OF_RANGE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckBundle(self, request, context):
+        """The caller's signed receipt for a bundle it has verified and stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +195,26 @@ def add_FederationServiceServicer_to_server(servicer, server):
                     servicer.EvaluateOprf,
                     request_deserializer=compact_dot_v1_dot_federation__pb2.EvaluateOprfRequest.FromString,
                     response_serializer=compact_dot_v1_dot_federation__pb2.EvaluateOprfResponse.SerializeToString,
+            ),
+            'RequestBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestBundle,
+                    request_deserializer=compact_dot_v1_dot_federation__pb2.RequestBundleRequest.FromString,
+                    response_serializer=compact_dot_v1_dot_federation__pb2.RequestBundleResponse.SerializeToString,
+            ),
+            'GetBundleStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBundleStatus,
+                    request_deserializer=compact_dot_v1_dot_federation__pb2.GetBundleStatusRequest.FromString,
+                    response_serializer=compact_dot_v1_dot_federation__pb2.GetBundleStatusResponse.SerializeToString,
+            ),
+            'FetchBundle': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchBundle,
+                    request_deserializer=compact_dot_v1_dot_federation__pb2.FetchBundleRequest.FromString,
+                    response_serializer=compact_dot_v1_dot_federation__pb2.FetchBundleResponse.SerializeToString,
+            ),
+            'AckBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckBundle,
+                    request_deserializer=compact_dot_v1_dot_federation__pb2.AckBundleRequest.FromString,
+                    response_serializer=compact_dot_v1_dot_federation__pb2.AckBundleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -274,6 +352,114 @@ class FederationService:
             '/compact.v1.FederationService/EvaluateOprf',
             compact_dot_v1_dot_federation__pb2.EvaluateOprfRequest.SerializeToString,
             compact_dot_v1_dot_federation__pb2.EvaluateOprfResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compact.v1.FederationService/RequestBundle',
+            compact_dot_v1_dot_federation__pb2.RequestBundleRequest.SerializeToString,
+            compact_dot_v1_dot_federation__pb2.RequestBundleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBundleStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compact.v1.FederationService/GetBundleStatus',
+            compact_dot_v1_dot_federation__pb2.GetBundleStatusRequest.SerializeToString,
+            compact_dot_v1_dot_federation__pb2.GetBundleStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/compact.v1.FederationService/FetchBundle',
+            compact_dot_v1_dot_federation__pb2.FetchBundleRequest.SerializeToString,
+            compact_dot_v1_dot_federation__pb2.FetchBundleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compact.v1.FederationService/AckBundle',
+            compact_dot_v1_dot_federation__pb2.AckBundleRequest.SerializeToString,
+            compact_dot_v1_dot_federation__pb2.AckBundleResponse.FromString,
             options,
             channel_credentials,
             insecure,

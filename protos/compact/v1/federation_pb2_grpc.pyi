@@ -65,6 +65,27 @@ class FederationServiceStub:
     proof against the share commitment in the roster. Counted against the
     caller's daily limit (RESOURCE_EXHAUSTED past it) and audited.
     """
+    RequestBundle: _grpc.UnaryUnaryMultiCallable[_federation_pb2.RequestBundleRequest, _federation_pb2.RequestBundleResponse]
+    """Ask this node for the evidence bundle of one of its incidents
+    (docs/bundles.md). The request is a DSSE envelope signed by the caller's
+    roster key. Idempotent: the same envelope again returns the request's
+    current state; another payload under a used request id is
+    ALREADY_EXISTS. An incident this node does not hold, or does not share,
+    is NOT_FOUND.
+    """
+    GetBundleStatus: _grpc.UnaryUnaryMultiCallable[_federation_pb2.GetBundleStatusRequest, _federation_pb2.GetBundleStatusResponse]
+    """The state of a request the caller made, with the signed decision once
+    there is one and the signed manifest once the bundle is sealed. A
+    request of another member is NOT_FOUND.
+    """
+    FetchBundle: _grpc.UnaryStreamMultiCallable[_federation_pb2.FetchBundleRequest, _federation_pb2.FetchBundleResponse]
+    """The sealed stream of an approved bundle, from `offset` (a unit boundary
+    the caller has verified), in its own units: the header, then one
+    encrypted chunk per message. A bundle approved for another member is
+    PERMISSION_DENIED; an offset that is not a unit boundary is OUT_OF_RANGE.
+    """
+    AckBundle: _grpc.UnaryUnaryMultiCallable[_federation_pb2.AckBundleRequest, _federation_pb2.AckBundleResponse]
+    """The caller's signed receipt for a bundle it has verified and stored."""
 
 @_typing.type_check_only
 class FederationServiceAsyncStub(FederationServiceStub):
@@ -94,6 +115,27 @@ class FederationServiceAsyncStub(FederationServiceStub):
     proof against the share commitment in the roster. Counted against the
     caller's daily limit (RESOURCE_EXHAUSTED past it) and audited.
     """
+    RequestBundle: _aio.UnaryUnaryMultiCallable[_federation_pb2.RequestBundleRequest, _federation_pb2.RequestBundleResponse]  # type: ignore[assignment]
+    """Ask this node for the evidence bundle of one of its incidents
+    (docs/bundles.md). The request is a DSSE envelope signed by the caller's
+    roster key. Idempotent: the same envelope again returns the request's
+    current state; another payload under a used request id is
+    ALREADY_EXISTS. An incident this node does not hold, or does not share,
+    is NOT_FOUND.
+    """
+    GetBundleStatus: _aio.UnaryUnaryMultiCallable[_federation_pb2.GetBundleStatusRequest, _federation_pb2.GetBundleStatusResponse]  # type: ignore[assignment]
+    """The state of a request the caller made, with the signed decision once
+    there is one and the signed manifest once the bundle is sealed. A
+    request of another member is NOT_FOUND.
+    """
+    FetchBundle: _aio.UnaryStreamMultiCallable[_federation_pb2.FetchBundleRequest, _federation_pb2.FetchBundleResponse]  # type: ignore[assignment]
+    """The sealed stream of an approved bundle, from `offset` (a unit boundary
+    the caller has verified), in its own units: the header, then one
+    encrypted chunk per message. A bundle approved for another member is
+    PERMISSION_DENIED; an offset that is not a unit boundary is OUT_OF_RANGE.
+    """
+    AckBundle: _aio.UnaryUnaryMultiCallable[_federation_pb2.AckBundleRequest, _federation_pb2.AckBundleResponse]  # type: ignore[assignment]
+    """The caller's signed receipt for a bundle it has verified and stored."""
 
 class FederationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -150,5 +192,50 @@ class FederationServiceServicer(metaclass=_abc_1.ABCMeta):
         proof against the share commitment in the roster. Counted against the
         caller's daily limit (RESOURCE_EXHAUSTED past it) and audited.
         """
+
+    @_abc_1.abstractmethod
+    def RequestBundle(
+        self,
+        request: _federation_pb2.RequestBundleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.RequestBundleResponse, _abc.Awaitable[_federation_pb2.RequestBundleResponse]]:
+        """Ask this node for the evidence bundle of one of its incidents
+        (docs/bundles.md). The request is a DSSE envelope signed by the caller's
+        roster key. Idempotent: the same envelope again returns the request's
+        current state; another payload under a used request id is
+        ALREADY_EXISTS. An incident this node does not hold, or does not share,
+        is NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def GetBundleStatus(
+        self,
+        request: _federation_pb2.GetBundleStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.GetBundleStatusResponse, _abc.Awaitable[_federation_pb2.GetBundleStatusResponse]]:
+        """The state of a request the caller made, with the signed decision once
+        there is one and the signed manifest once the bundle is sealed. A
+        request of another member is NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def FetchBundle(
+        self,
+        request: _federation_pb2.FetchBundleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_federation_pb2.FetchBundleResponse], _abc.AsyncIterator[_federation_pb2.FetchBundleResponse]]:
+        """The sealed stream of an approved bundle, from `offset` (a unit boundary
+        the caller has verified), in its own units: the header, then one
+        encrypted chunk per message. A bundle approved for another member is
+        PERMISSION_DENIED; an offset that is not a unit boundary is OUT_OF_RANGE.
+        """
+
+    @_abc_1.abstractmethod
+    def AckBundle(
+        self,
+        request: _federation_pb2.AckBundleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.AckBundleResponse, _abc.Awaitable[_federation_pb2.AckBundleResponse]]:
+        """The caller's signed receipt for a bundle it has verified and stored."""
 
 def add_FederationServiceServicer_to_server(servicer: FederationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,303 @@
+"""`compact bundle request|list|show|approve|deny|refresh`: evidence bundle requests.
+
+`list` and `show` open the database only. `request`, `approve`, `deny` and `refresh`
+unlock the keystore: they sign (a request, a decision) and dial the holder.
+Design and policy: docs/bundles.md.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from node.cli import _fail, _load, _secret, _stderr, data_dir_option, json_option, passphrase_option
+
+T = TypeVar("T")
+
+_USER_HELP = "The user acting, as the audit trail records it (default: your login name)."
+
+
+def register(main: click.Group) -> None:
+    main.add_command(bundle_group)
+
+
+@click.group("bundle")
+def bundle_group() -> None:
+    """Evidence bundles: ask a member for an incident's full record and files, and review
+    the requests other members send to this node."""
+
+
+def _user(value: str | None) -> str:
+    return value or getpass.getuser()
+
+
+def _with_node(data_dir: Path, passphrase_file: Path | None, work: Callable[[Any], T]) -> T:
+    """Run `work(federation_node)` with the keystore unlocked; errors become clean exits."""
+    from federation.errors import FederationError
+    from node.bundles import BundleRefused
+    from node.errors import NodeError
+    from node.fednode import FederationNode
+    from node.logs import configure_logging
+    from node.setup import open_storage, unlock
+
+    config = _load(data_dir)
+    configure_logging("error")
+    try:
+        keys = unlock(config, _secret(config, passphrase_file))
+        storage = open_storage(config, keys)
+    except NodeError as e:
+        _fail(str(e))
+        raise SystemExit(1) from None
+    try:
+        return work(FederationNode(config, keys, storage))
+    except BundleRefused as e:
+        _fail(e.message)
+        raise SystemExit(1) from None
+    except FederationError as e:
+        _fail(str(e))
+        raise SystemExit(1) from None
+    finally:
+        storage.db.dispose()
+
+
+def _print_info(info: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(info.to_json(), indent=2))
+        return
+    console = _stderr()
+    other = info.holder if info.direction == "outgoing" else info.requester
+    arrow = "to" if info.direction == "outgoing" else "from"
+    console.print(
+        f"{info.request_id}  {info.direction} {arrow} {other}  {info.global_id}  "
+        f"[bold]{info.state}[/bold]",
+        highlight=False,
+    )
+    if info.decided_by:
+        console.print(f"  decided by {info.decided_by}", highlight=False)
+    if info.redactions:
+        console.print(f"  redacted: {', '.join(info.redactions)}", highlight=False)
+    if info.reason:
+        console.print(f"  reason: {info.reason}", highlight=False)
+
+
+@bundle_group.command("request")
+@data_dir_option
+@passphrase_option
+@click.option("--state", "holder", required=True, help="The member that holds the incident.")
+@click.option("--incident", "global_id", required=True, help="The incident's global id.")
+@click.option("--purpose", required=True, help="Why the bundle is needed (sent to the holder).")
+@click.option("--matter", default=None, help="The matter the bundle is for.")
+@click.option("--user", default=None, help=_USER_HELP)
+@json_option
+def request_cmd(
+    data_dir: Path,
+    passphrase_file: Path | None,
+    holder: str,
+    global_id: str,
+    purpose: str,
+    matter: str | None,
+    user: str | None,
+    as_json: bool,
+) -> None:
+    """Ask HOLDER for the bundle of one of its incidents; send it now if it can be reached.
+
+    The request is signed by this node and names the user. If the holder cannot be
+    reached, the request is kept and `compact serve` (or `compact bundle refresh`)
+    sends it later.
+    """
+    import asyncio
+
+    def work(node: Any) -> tuple[Any, Any]:
+        roster = node.store.require_roster()
+        info, _ = node.bundles.new_request(
+            holder=holder.upper(),
+            global_id=global_id,
+            purpose=purpose,
+            matter=matter,
+            user=_user(user),
+            roster=roster,
+        )
+        results = asyncio.run(node.exchange_bundles())
+        mine = [r for r in results if r.request_id == info.request_id]
+        from node.bundles import get_request
+
+        return get_request(node.storage.db, info.request_id), mine[0] if mine else None
+
+    info, exchange = _with_node(data_dir, passphrase_file, work)
+    _print_info(info, as_json)
+    if not as_json and exchange is not None and exchange.state is None:
+        _stderr().print(
+            f"  not delivered yet: {exchange.error}; it will be sent when "
+            f"{info.holder} can be reached",
+            highlight=False,
+        )
+    if info.state == "failed":
+        raise SystemExit(1)
+
+
+@bundle_group.command("refresh")
+@data_dir_option
+@passphrase_option
+@json_option
+def refresh_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
+    """Send unsent requests and ask holders about undecided ones, now."""
+    import asyncio
+
+    results = _with_node(data_dir, passphrase_file, lambda n: asyncio.run(n.exchange_bundles()))
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "request_id": r.request_id,
+                        "holder": r.holder,
+                        "state": r.state,
+                        "error": r.error,
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
+        return
+    console = _stderr()
+    for r in results:
+        if r.state is None:
+            console.print(f"{r.request_id} ({r.holder}): not reached: {r.error}", highlight=False)
+        else:
+            console.print(f"{r.request_id} ({r.holder}): {r.state}", highlight=False)
+    if not results:
+        console.print("no outgoing request is waiting for its holder")
+
+
+@bundle_group.command("list")
+@data_dir_option
+@click.option("--incoming", "direction", flag_value="incoming", help="Requests to this node.")
+@click.option("--outgoing", "direction", flag_value="outgoing", help="Requests this node made.")
+@click.option("--state", "state", default=None, help="Only requests in this state.")
+@json_option
+def list_cmd(data_dir: Path, direction: str | None, state: str | None, as_json: bool) -> None:
+    """Bundle requests with their state (pending, approved, denied, ...), oldest first."""
+    from node.bundles import STATES, list_requests
+    from node.db import Database
+
+    if state is not None and state not in STATES:
+        _fail(f"--state: must be one of {', '.join(STATES)}")
+        return
+    config = _load(data_dir)
+    db = Database.from_url(config.database_url(), busy_timeout_ms=config.database.busy_timeout_ms)
+    try:
+        rows = list_requests(db, direction=direction, state=state)
+    finally:
+        db.dispose()
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        return
+    from rich.table import Table
+
+    table = Table("request id", "direction", "peer", "incident", "state", "requested by", "when")
+    for r in rows:
+        peer = r.holder if r.direction == "outgoing" else r.requester
+        table.add_row(
+            r.request_id,
+            r.direction,
+            peer,
+            r.global_id,
+            r.state,
+            r.requested_by,
+            r.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    console = _stderr()
+    if rows:
+        console.print(table)
+    else:
+        console.print("no bundle requests")
+
+
+@bundle_group.command("show")
+@data_dir_option
+@click.argument("request_id")
+@json_option
+def show_cmd(data_dir: Path, request_id: str, as_json: bool) -> None:
+    """One request: who asked whom for what, why, and what was decided."""
+    from node.bundles import BundleRefused, get_request
+    from node.db import Database
+
+    config = _load(data_dir)
+    db = Database.from_url(config.database_url(), busy_timeout_ms=config.database.busy_timeout_ms)
+    try:
+        info = get_request(db, request_id)
+    except BundleRefused as e:
+        _fail(e.message)
+        return
+    finally:
+        db.dispose()
+    if as_json:
+        click.echo(json.dumps(info.to_json(), indent=2))
+        return
+    _print_info(info, False)
+    console = _stderr()
+    console.print(f"  requested by {info.requested_by} at {info.created_at.isoformat()}")
+    console.print(f"  purpose: {info.purpose}", highlight=False)
+    if info.matter:
+        console.print(f"  matter: {info.matter}", highlight=False)
+    if info.bundle_id:
+        console.print(f"  bundle: {info.bundle_id}")
+
+
+@bundle_group.command("approve")
+@data_dir_option
+@passphrase_option
+@click.argument("request_id")
+@click.option(
+    "--redact",
+    type=click.Choice(["people", "narrative"]),
+    multiple=True,
+    help="Leave this out of the bundle (repeat for both).",
+)
+@click.option("--user", default=None, help=_USER_HELP)
+@json_option
+def approve_cmd(
+    data_dir: Path,
+    passphrase_file: Path | None,
+    request_id: str,
+    redact: tuple[str, ...],
+    user: str | None,
+    as_json: bool,
+) -> None:
+    """Approve a pending request from another member (signed, logged and audited)."""
+    info = _with_node(
+        data_dir,
+        passphrase_file,
+        lambda n: n.bundles.decide(request_id, approve=True, actor=_user(user), redactions=redact),
+    )
+    _print_info(info, as_json)
+
+
+@bundle_group.command("deny")
+@data_dir_option
+@passphrase_option
+@click.argument("request_id")
+@click.option("--reason", required=True, help="Why (sent back to the requester).")
+@click.option("--user", default=None, help=_USER_HELP)
+@json_option
+def deny_cmd(
+    data_dir: Path,
+    passphrase_file: Path | None,
+    request_id: str,
+    reason: str,
+    user: str | None,
+    as_json: bool,
+) -> None:
+    """Deny a pending request from another member; the reason goes back to the requester."""
+    info = _with_node(
+        data_dir,
+        passphrase_file,
+        lambda n: n.bundles.decide(request_id, approve=False, actor=_user(user), reason=reason),
+    )
+    _print_info(info, as_json)
