@@ -171,6 +171,35 @@ def _info(row: m.BundleRequestRow) -> RequestInfo:
     )
 
 
+def _new_row(
+    direction: str,
+    request: BundleRequest,
+    envelope: bytes,
+    *,
+    now: datetime,
+    sent_at: datetime | None,
+) -> m.BundleRequestRow:
+    return m.BundleRequestRow(
+        direction=direction,
+        request_id=request.request_id,
+        requester=request.requester,
+        holder=request.holder,
+        global_id=request.incident,
+        requested_by=request.requested_by,
+        purpose=request.purpose,
+        matter=request.matter,
+        state="pending",
+        reason=None,
+        request_envelope=envelope,
+        request_sha256=_sha256(envelope),
+        decision_envelope=None,
+        bundle_id=None,
+        created_at=now,
+        sent_at=sent_at,
+        updated_at=now,
+    )
+
+
 def _status(row: m.BundleRequestRow, manifest: bytes | None = None) -> RequestStatus:
     return RequestStatus(row.request_id, row.state, row.decision_envelope, manifest)
 
@@ -240,7 +269,7 @@ class BundleDesk:
                 )
                 found = None
             else:
-                found = self._store_request(s, caller, request, envelope, digest, sharing, now)
+                found = self._store_request(s, caller, request, envelope, sharing, now)
         if found is None:
             raise BundleRefused(Refusal.NOT_FOUND, "incident: this node holds no such incident")
         return found
@@ -251,29 +280,10 @@ class BundleDesk:
         caller: str,
         request: BundleRequest,
         envelope: bytes,
-        digest: str,
         sharing: str,
         now: datetime,
     ) -> RequestStatus:
-        row = m.BundleRequestRow(
-            direction=INCOMING,
-            request_id=request.request_id,
-            requester=caller,
-            holder=self.state,
-            global_id=request.incident,
-            requested_by=request.requested_by,
-            purpose=request.purpose,
-            matter=request.matter,
-            state="pending",
-            reason=None,
-            request_envelope=envelope,
-            request_sha256=digest,
-            decision_envelope=None,
-            bundle_id=None,
-            created_at=now,
-            sent_at=now,
-            updated_at=now,
-        )
+        row = _new_row(INCOMING, request, envelope, now=now, sent_at=now)
         s.add(row)
         s.flush()
         audit(
@@ -358,22 +368,7 @@ class BundleDesk:
             return _info(row)
 
     def _incoming(self, s: Session, ref: str) -> m.BundleRequestRow:
-        requester, _, request_id = ref.rpartition(":")
-        query = select(m.BundleRequestRow).where(
-            m.BundleRequestRow.direction == INCOMING,
-            m.BundleRequestRow.request_id == request_id,
-        )
-        if requester:
-            query = query.where(m.BundleRequestRow.requester == requester)
-        rows = list(s.scalars(query))
-        if not rows:
-            raise BundleRefused(Refusal.NOT_FOUND, "no incoming request with that id")
-        if len(rows) > 1:
-            raise BundleRefused(
-                Refusal.INVALID,
-                "two members used that request id: give it as STATE:REQUEST_ID",
-            )
-        return rows[0]
+        return _by_ref(s, ref, direction=INCOMING)
 
     def _decide_in(
         self,
@@ -469,25 +464,7 @@ class BundleDesk:
             except (BundleFormatError, ValueError, TypeError) as e:
                 raise BundleRefused(Refusal.INVALID, str(e)) from None
             envelope = sign_request(request, self._key).to_json()
-            row = m.BundleRequestRow(
-                direction=OUTGOING,
-                request_id=request.request_id,
-                requester=self.state,
-                holder=holder,
-                global_id=global_id,
-                requested_by=user,
-                purpose=purpose,
-                matter=matter,
-                state="pending",
-                reason=None,
-                request_envelope=envelope,
-                request_sha256=_sha256(envelope),
-                decision_envelope=None,
-                bundle_id=None,
-                created_at=now,
-                sent_at=None,
-                updated_at=now,
-            )
+            row = _new_row(OUTGOING, request, envelope, now=now, sent_at=None)
             s.add(row)
             s.flush()
             audit(
@@ -597,16 +574,23 @@ def list_requests(
 
 def get_request(db: Database, ref: str) -> RequestInfo:
     """One request by request id (either direction), or `STATE:request id` (the requester)."""
-    requester, _, request_id = ref.rpartition(":")
     with db.read() as s:
-        query = select(m.BundleRequestRow).where(m.BundleRequestRow.request_id == request_id)
-        if requester:
-            query = query.where(m.BundleRequestRow.requester == requester)
-        rows = list(s.scalars(query))
-        if not rows:
-            raise BundleRefused(Refusal.NOT_FOUND, "no request with that id")
-        if len(rows) > 1:
-            raise BundleRefused(
-                Refusal.INVALID, "several requests have that id: give it as STATE:REQUEST_ID"
-            )
-        return _info(rows[0])
+        return _info(_by_ref(s, ref))
+
+
+def _by_ref(s: Session, ref: str, *, direction: str | None = None) -> m.BundleRequestRow:
+    requester, _, request_id = ref.rpartition(":")
+    query = select(m.BundleRequestRow).where(m.BundleRequestRow.request_id == request_id)
+    if direction is not None:
+        query = query.where(m.BundleRequestRow.direction == direction)
+    if requester:
+        query = query.where(m.BundleRequestRow.requester == requester)
+    rows = list(s.scalars(query))
+    if not rows:
+        what = "request" if direction is None else f"{direction} request"
+        raise BundleRefused(Refusal.NOT_FOUND, f"no {what} with that id")
+    if len(rows) > 1:
+        raise BundleRefused(
+            Refusal.INVALID, "several requests have that id: give it as STATE:REQUEST_ID"
+        )
+    return rows[0]
