@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from node.cli import _fail, _load, _secret, _stderr, data_dir_option, json_option, passphrase_option
-
-T = TypeVar("T")
+from node.cli import _fail, _load, _stderr, data_dir_option, json_option, passphrase_option
+from node.cli_fedops import with_federation_node
 
 _USER_HELP = "The user acting, as the audit trail records it (default: your login name)."
 
@@ -34,35 +32,6 @@ def bundle_group() -> None:
 
 def _user(value: str | None) -> str:
     return value or getpass.getuser()
-
-
-def _with_node(data_dir: Path, passphrase_file: Path | None, work: Callable[[Any], T]) -> T:
-    """Run `work(federation_node)` with the keystore unlocked; errors become clean exits."""
-    from federation.errors import FederationError
-    from node.bundles import BundleRefused
-    from node.errors import NodeError
-    from node.fednode import FederationNode
-    from node.logs import configure_logging
-    from node.setup import open_storage, unlock
-
-    config = _load(data_dir)
-    configure_logging("error")
-    try:
-        keys = unlock(config, _secret(config, passphrase_file))
-        storage = open_storage(config, keys)
-    except NodeError as e:
-        _fail(str(e))
-        raise SystemExit(1) from None
-    try:
-        return work(FederationNode(config, keys, storage))
-    except BundleRefused as e:
-        _fail(e.message)
-        raise SystemExit(1) from None
-    except FederationError as e:
-        _fail(str(e))
-        raise SystemExit(1) from None
-    finally:
-        storage.db.dispose()
 
 
 def _print_info(info: Any, as_json: bool) -> None:
@@ -128,7 +97,7 @@ def request_cmd(
 
         return get_request(node.storage.db, info.request_id), mine[0] if mine else None
 
-    info, exchange = _with_node(data_dir, passphrase_file, work)
+    info, exchange = with_federation_node(data_dir, passphrase_file, work)
     _print_info(info, as_json)
     if not as_json and exchange is not None and exchange.state is None:
         _stderr().print(
@@ -148,7 +117,9 @@ def refresh_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> 
     """Send unsent requests and ask holders about undecided ones, now."""
     import asyncio
 
-    results = _with_node(data_dir, passphrase_file, lambda n: asyncio.run(n.exchange_bundles()))
+    results = with_federation_node(
+        data_dir, passphrase_file, lambda n: asyncio.run(n.exchange_bundles())
+    )
     if as_json:
         click.echo(
             json.dumps(
@@ -271,7 +242,7 @@ def approve_cmd(
     as_json: bool,
 ) -> None:
     """Approve a pending request from another member (signed, logged and audited)."""
-    info = _with_node(
+    info = with_federation_node(
         data_dir,
         passphrase_file,
         lambda n: n.bundles.decide(request_id, approve=True, actor=_user(user), redactions=redact),
@@ -295,7 +266,7 @@ def deny_cmd(
     as_json: bool,
 ) -> None:
     """Deny a pending request from another member; the reason goes back to the requester."""
-    info = _with_node(
+    info = with_federation_node(
         data_dir,
         passphrase_file,
         lambda n: n.bundles.decide(request_id, approve=False, actor=_user(user), reason=reason),

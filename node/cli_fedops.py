@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from node.cli import _fail, _load, _secret, _stderr, data_dir_option, json_option, passphrase_option
+
+T = TypeVar("T")
 
 
 def register(main: click.Group) -> None:
@@ -47,17 +50,13 @@ def witnesses_in(note: str | None) -> list[str]:
     return sorted({m.group(1) for line in note.splitlines() if (m := _WITNESS.match(line))})
 
 
-@click.command("sync")
-@data_dir_option
-@passphrase_option
-@json_option
-def sync_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
-    """Publish new records and sync with every member now (ignoring backoff)."""
-    import asyncio
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
+def with_federation_node(
+    data_dir: Path, passphrase_file: Path | None, work: Callable[[Any], T]
+) -> T:
+    """Run `work(federation_node)` with the keystore unlocked and the database open; a
+    NodeError, FederationError or BundleRefused ends the command with its message."""
     from federation.errors import FederationError
+    from node.bundles import BundleRefused
     from node.errors import NodeError
     from node.fednode import FederationNode
     from node.logs import configure_logging
@@ -70,10 +69,32 @@ def sync_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> Non
         storage = open_storage(config, keys)
     except NodeError as e:
         _fail(str(e))
-        return
-    console = _stderr()
+        raise SystemExit(1) from None  # _fail exits; this tells the type checker
     try:
-        fed = FederationNode(config, keys, storage)
+        return work(FederationNode(config, keys, storage))
+    except BundleRefused as e:
+        _fail(e.message)
+        raise SystemExit(1) from None
+    except FederationError as e:
+        _fail(str(e))
+        raise SystemExit(1) from None
+    finally:
+        storage.db.dispose()
+
+
+@click.command("sync")
+@data_dir_option
+@passphrase_option
+@json_option
+def sync_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
+    """Publish new records and sync with every member now (ignoring backoff)."""
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = _stderr()
+
+    def work(fed: Any) -> Any:
         with Progress(
             TextColumn("{task.description:<22}"),
             BarColumn(),
@@ -82,8 +103,7 @@ def sync_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> Non
             disable=as_json,
         ) as bars:
             tasks: dict[str, Any] = {}
-
-            own = config.node.state
+            own = fed.state
 
             def progress(state: str, done: int, total: int) -> None:
                 if state not in tasks:
@@ -91,12 +111,10 @@ def sync_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> Non
                     tasks[state] = bars.add_task(label, total=total)
                 bars.update(tasks[state], completed=done, total=total)
 
-            reports = asyncio.run(fed.sync(force=True, progress=progress))
-    except FederationError as e:
-        _fail(str(e))
-        return
-    finally:
-        storage.db.dispose()
+            return fed, asyncio.run(fed.sync(force=True, progress=progress))
+
+    fed, reports = with_federation_node(data_dir, passphrase_file, work)
+    config = fed.config
     rows = [
         {
             "state": r.state,

@@ -17,20 +17,13 @@ from sqlalchemy import select
 from node import models as m
 from node.config import Config
 from tests.helpers import record, write_jsonl
-from tests.nodeproc import NodeProcess, compact, db_rows, form_compact, start_node
+from tests.nodeproc import NodeProcess, db_rows, form_compact, run_compact, start_node
 
 pytestmark = pytest.mark.timeout(240)
 
 
-def run(*args: str, ok: bool = True) -> Any:
-    result = compact(*args)
-    if ok:
-        assert result.returncode == 0, f"compact {' '.join(args)}: {result.stderr}{result.stdout}"
-    return result
-
-
 def run_json(config: Config, *args: str, ok: bool = True) -> Any:
-    result = run(*args, "--json", "--data-dir", str(config.data_dir), ok=ok)
+    result = run_compact(*args, "--json", "--data-dir", str(config.data_dir), ok=ok)
     return json.loads(result.stdout)
 
 
@@ -45,7 +38,7 @@ class Pair:
             record("IL-B-sealed", sharing="sealed"),
         ]
         path = write_jsonl(root / "in", records)
-        run("ingest", str(path), "--data-dir", str(self.il.data_dir))
+        run_compact("ingest", str(path), "--data-dir", str(self.il.data_dir))
         rows = db_rows(self.il, select(m.Incident.external_id, m.Incident.global_id))
         self.ids = {str(e): str(g) for e, g in rows}
         self.proc: NodeProcess | None = start_node(self.il)
@@ -104,14 +97,18 @@ def test_a_reviewer_approves_with_redactions_and_the_requester_learns_it(pair: P
     )
     assert shown["bundle_id"] == approved["bundle_id"]
     # Decided once: a second decision is refused with a clear message.
-    again = run("bundle", "deny", request_id, "--reason", "no", "--data-dir", str(pair.il.data_dir),
-                ok=False)  # fmt: skip
+    il_dir = str(pair.il.data_dir)
+    again = run_compact(
+        "bundle", "deny", request_id, "--reason", "no", "--data-dir", il_dir, ok=False
+    )
     assert again.returncode == 1 and "already approved" in again.stderr
 
 
 def test_a_denial_reaches_the_requester_with_its_reason(pair: Pair) -> None:
     request_id = pair.request("IL-B-index-2")["request_id"]
-    no_reason = run("bundle", "deny", request_id, "--data-dir", str(pair.il.data_dir), ok=False)
+    no_reason = run_compact(
+        "bundle", "deny", request_id, "--data-dir", str(pair.il.data_dir), ok=False
+    )
     assert no_reason.returncode != 0 and "--reason" in no_reason.stderr
     run_json(pair.il, "bundle", "deny", request_id, "--reason", "open investigation")
     run_json(pair.mn, "bundle", "refresh")
@@ -138,13 +135,13 @@ def test_bad_input_is_refused_before_anything_is_stored(pair: Pair) -> None:
         (["--state", "TX", "--incident", "TX-00000000-0000-4000-8000-000000000000"], "member"),
         (["--state", "IL", "--incident", "not-an-id"], "incident"),
     ):
-        result = run(
+        result = run_compact(
             "bundle", "request", *args, "--purpose", "p", "--data-dir", str(pair.mn.data_dir),
             ok=False,
         )  # fmt: skip
         assert result.returncode == 1 and message in result.stderr, result.stderr
-    bad_state = run("bundle", "list", "--state", "lost", "--data-dir", str(pair.mn.data_dir),
-                    ok=False)  # fmt: skip
+    mn_dir = str(pair.mn.data_dir)
+    bad_state = run_compact("bundle", "list", "--state", "lost", "--data-dir", mn_dir, ok=False)
     assert bad_state.returncode == 1 and "--state" in bad_state.stderr
     assert run_json(pair.mn, "bundle", "list") == before
 

@@ -27,11 +27,11 @@ from node.setup import open_storage, read_secret, unlock
 from tests.helpers import record, write_jsonl
 from tests.nodeproc import (
     NodeProcess,
-    compact,
     db_rows,
     form_compact,
     published_index,
     replica_index,
+    run_compact,
     start_node,
 )
 
@@ -41,13 +41,6 @@ COUNTY = {"IL": "Cook", "MN": "Hennepin", "CA": "Los Angeles"}
 pytestmark = pytest.mark.timeout(240)
 
 
-def run(*args: str, ok: bool = True) -> Any:
-    result = compact(*args)
-    if ok:
-        assert result.returncode == 0, f"compact {' '.join(args)}: {result.stderr}{result.stdout}"
-    return result
-
-
 def ingest(root: Any, config: Config, name: str, *, badge: str | None = None) -> None:
     state = config.node.state
     rec = record(f"{state}-OPS-{name}")
@@ -55,7 +48,7 @@ def ingest(root: Any, config: Config, name: str, *, badge: str | None = None) ->
     if badge is not None:  # an identifier no node has a pseudonym for yet
         rec["agents"][0]["badge"] = badge
     path = write_jsonl(root / f"in-{state}-{name}", [rec])
-    run("ingest", str(path), "--data-dir", str(config.data_dir))
+    run_compact("ingest", str(path), "--data-dir", str(config.data_dir))
 
 
 def replica_rows(config: Config, state: str) -> int:
@@ -77,12 +70,12 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
 
 
 def peer(config: Config, state: str) -> dict[str, Any]:
-    out = json.loads(run("peers", "--data-dir", str(config.data_dir), "--json").stdout)
+    out = json.loads(run_compact("peers", "--data-dir", str(config.data_dir), "--json").stdout)
     return next(p for p in out["peers"] if p["state"] == state)
 
 
 def sync(config: Config, *, ok: bool = True) -> dict[str, dict[str, Any]]:
-    result = run("sync", "--data-dir", str(config.data_dir), "--json", ok=ok)
+    result = run_compact("sync", "--data-dir", str(config.data_dir), "--json", ok=ok)
     out = json.loads(result.stdout)
     return {config.node.state: out["publish"]} | {r["state"]: r for r in out["peers"]}
 
@@ -160,13 +153,13 @@ def test_peer_down_then_back_loses_and_duplicates_nothing(nodes: Running) -> Non
 def test_roster_change_travels_over_get_roster(nodes: Running) -> None:
     il, mn, ca = (nodes.configs[s] for s in ("IL", "MN", "CA"))
     proposal = nodes.root / "roster-v2.json"
-    run("roster", "propose", "--threshold", "2", "--expires", "2031-06-30",
+    run_compact("roster", "propose", "--threshold", "2", "--expires", "2031-06-30",
         "--out", str(proposal), "--data-dir", str(il.data_dir))  # fmt: skip
-    run("roster", "sign", str(proposal), "--data-dir", str(mn.data_dir))
-    run("roster", "apply", str(proposal), "--data-dir", str(il.data_dir))
+    run_compact("roster", "sign", str(proposal), "--data-dir", str(mn.data_dir))
+    run_compact("roster", "apply", str(proposal), "--data-dir", str(il.data_dir))
 
     def version(config: Config) -> int:
-        shown = run("roster", "show", "--data-dir", str(config.data_dir), "--json").stdout
+        shown = run_compact("roster", "show", "--data-dir", str(config.data_dir), "--json").stdout
         return int(json.loads(shown)["version"])
 
     assert (version(il), version(mn), version(ca)) == (2, 1, 1)
@@ -216,7 +209,7 @@ def test_stale_roster_offer_raises_an_alert(nodes: Running) -> None:
         assert all("refused" in a.message for a in refused)
     finally:
         storage.db.dispose()
-    out = json.loads(run("alerts", "--data-dir", str(config.data_dir), "--json").stdout)
+    out = json.loads(run_compact("alerts", "--data-dir", str(config.data_dir), "--json").stdout)
     assert any(a["kind"] == "roster-refused" for a in out["alerts"])
 
 
