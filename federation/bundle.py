@@ -14,6 +14,9 @@ verified against the roster before its payload is parsed (as index entries are):
   evidence item with its custody entries, the incident's index entry, a checkpoint of the
   holder's log and the sealed stream's values); signed by the holder.
   ``check_manifest_proofs`` checks its checkpoint and every inclusion proof in it.
+- ``BundleReceipt`` (``RECEIPT_TYPE``): the requester confirms that it verified and
+  stored a bundle (naming the manifest and the sealed stream by their SHA-256); signed by
+  the requester and kept by the holder as proof of delivery.
 
 Everything here is pure: no I/O, no database, no clock. Constructors check every field
 and raise ``ValueError`` naming the field (a caller's mistake); parsing and verification
@@ -74,12 +77,15 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
     "MAX_PROOF_HASHES",
     "MAX_REQUEST_BYTES",
+    "RECEIPT_FORMAT",
+    "RECEIPT_TYPE",
     "REDACTIONS",
     "REQUEST_FORMAT",
     "REQUEST_TYPE",
     "BundleDecision",
     "BundleFormatError",
     "BundleManifest",
+    "BundleReceipt",
     "BundleRequest",
     "CustodyRecord",
     "LoggedEntry",
@@ -90,10 +96,12 @@ __all__ = [
     "sign_custody",
     "sign_decision",
     "sign_manifest",
+    "sign_receipt",
     "sign_request",
     "verify_custody",
     "verify_decision",
     "verify_manifest",
+    "verify_receipt",
     "verify_request",
 ]
 
@@ -105,6 +113,8 @@ MANIFEST_TYPE: Final = "application/vnd.compact.bundle-manifest.v1+json"
 MANIFEST_FORMAT: Final = "compact-bundle-manifest-v1"
 CUSTODY_TYPE: Final = "application/vnd.compact.custody-event.v1+json"
 CUSTODY_FORMAT: Final = "compact-custody-event-v1"
+RECEIPT_TYPE: Final = "application/vnd.compact.bundle-receipt.v1+json"
+RECEIPT_FORMAT: Final = "compact-bundle-receipt-v1"
 
 CUSTODY_KINDS: Final = ("collected", "received", "copied", "viewed", "sent", "exported")
 REDACTIONS: Final = ("narrative", "people")
@@ -118,6 +128,7 @@ MAX_REQUEST_BYTES: Final = 128 * 1024
 MAX_DECISION_BYTES: Final = 32 * 1024
 MAX_CUSTODY_BYTES: Final = 32 * 1024
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
+MAX_RECEIPT_BYTES: Final = 4 * 1024
 MAX_DETAIL_BYTES: Final = 16 * 1024
 MAX_CHECKPOINT_BYTES: Final = 64 * 1024
 MAX_LOGGED_ENVELOPE_BYTES: Final = 256 * 1024
@@ -234,8 +245,10 @@ def _state(value: object, where: str) -> str:
     return value
 
 
-def _global_id(value: object, where: str, state: str) -> None:
-    if not _match(value, where, _GLOBAL_ID, "a global incident id").startswith(f"{state}-"):
+def _global_id(value: object, where: str, state: str | None) -> None:
+    """A global incident id; of `state` unless `state` is None."""
+    text = _match(value, where, _GLOBAL_ID, "a global incident id")
+    if state is not None and not text.startswith(f"{state}-"):
         _fail(where, f"not a global id of {state}")
 
 
@@ -684,6 +697,8 @@ class CustodyRecord:
 
     `event_id` is the node's own id of the event (from 1); `detail` a JSON object (no
     floats) of at most ``MAX_DETAIL_BYTES`` in canonical form, held as a private copy.
+    `global_id` may be another state's: a requester records custody (``received``,
+    ``viewed``) of the evidence a bundle brought it from the holder.
     """
 
     state: str
@@ -698,7 +713,7 @@ class CustodyRecord:
 
     def __post_init__(self) -> None:
         _state(self.state, "state")
-        _global_id(self.global_id, "global_id", self.state)
+        _global_id(self.global_id, "global_id", None)
         _hex64(self.evidence_sha256, "evidence_sha256")
         _int(self.evidence_position, "evidence_position", 0)
         _int(self.event_id, "event_id", 1)
@@ -762,6 +777,96 @@ def verify_custody(envelope: Envelope, roster: Roster, *, state: str) -> Custody
     if record.state != state:
         raise BundleFormatError(f"{what}: signed by {state} but names another state")
     return record
+
+
+# --- 3b. receipts --------------------------------------------------------------------
+
+_RECEIPT_FIELDS: Final = frozenset(
+    {
+        "format",
+        "bundle_id",
+        "request_id",
+        "requester",
+        "holder",
+        "manifest_sha256",
+        "sealed_sha256",
+        "received_at",
+    }
+)
+
+
+@dataclass(frozen=True)
+class BundleReceipt:
+    """The requester's statement that it received, verified and stored a bundle (signed
+    by the requester). `manifest_sha256` is the SHA-256 of the manifest envelope's exact
+    bytes, `sealed_sha256` that of the sealed stream (the manifest binds it too)."""
+
+    bundle_id: str
+    request_id: str
+    requester: str
+    holder: str
+    manifest_sha256: str
+    sealed_sha256: str
+    received_at: datetime
+
+    def __post_init__(self) -> None:
+        _hex64(self.bundle_id, "bundle_id")
+        _request_id(self.request_id, "request_id")
+        _state(self.requester, "requester")
+        _state(self.holder, "holder")
+        if self.holder == self.requester:
+            _fail("holder", "the same state as the requester")
+        _hex64(self.manifest_sha256, "manifest_sha256")
+        _hex64(self.sealed_sha256, "sealed_sha256")
+        _time(self.received_at, "received_at")
+
+    def payload(self) -> bytes:
+        return canonical_json(
+            {
+                "format": RECEIPT_FORMAT,
+                "bundle_id": self.bundle_id,
+                "request_id": self.request_id,
+                "requester": self.requester,
+                "holder": self.holder,
+                "manifest_sha256": self.manifest_sha256,
+                "sealed_sha256": self.sealed_sha256,
+                "received_at": format_time(self.received_at),
+            }
+        )
+
+    @classmethod
+    def from_payload(cls, data: bytes) -> BundleReceipt:
+        """Parse a receipt (strict, closed schema, canonical form only; BundleFormatError)."""
+        return _parse(data, MAX_RECEIPT_BYTES, "bundle receipt", _receipt_from_obj)
+
+
+def _receipt_from_obj(obj: dict[str, Any]) -> BundleReceipt:
+    _fields(obj, _RECEIPT_FIELDS)
+    _format(obj, RECEIPT_FORMAT)
+    return BundleReceipt(
+        bundle_id=obj["bundle_id"],
+        request_id=obj["request_id"],
+        requester=obj["requester"],
+        holder=obj["holder"],
+        manifest_sha256=obj["manifest_sha256"],
+        sealed_sha256=obj["sealed_sha256"],
+        received_at=_parse_time(obj["received_at"], "received_at"),
+    )
+
+
+def sign_receipt(receipt: BundleReceipt, key: signing.SigningKey) -> Envelope:
+    """The receipt signed with the requester's roster key."""
+    return _sign(RECEIPT_TYPE, receipt, BundleReceipt.from_payload, key)
+
+
+def verify_receipt(envelope: Envelope, roster: Roster, *, requester: str) -> BundleReceipt:
+    """A receipt signed by `requester`'s roster key and naming `requester`."""
+    what = "bundle receipt"
+    payload = _verified_payload(envelope, roster, requester, RECEIPT_TYPE, what)
+    receipt = BundleReceipt.from_payload(payload)
+    if receipt.requester != requester:
+        raise BundleFormatError(f"{what}: signed by {requester} but names another requester")
+    return receipt
 
 
 # --- 4. log entries with their inclusion proofs --------------------------------------

@@ -30,10 +30,12 @@ from federation.bundle import (
     DECISION_TYPE,
     MANIFEST_TYPE,
     MAX_REQUEST_BYTES,
+    RECEIPT_TYPE,
     REQUEST_TYPE,
     BundleDecision,
     BundleFormatError,
     BundleManifest,
+    BundleReceipt,
     BundleRequest,
     CustodyRecord,
     LoggedEntry,
@@ -44,10 +46,12 @@ from federation.bundle import (
     sign_custody,
     sign_decision,
     sign_manifest,
+    sign_receipt,
     sign_request,
     verify_custody,
     verify_decision,
     verify_manifest,
+    verify_receipt,
     verify_request,
 )
 from federation.encoding import canonical_json
@@ -260,13 +264,24 @@ MANIFEST = BundleManifest(
     created_at=NOW,
 )
 
-Document = BundleRequest | BundleDecision | CustodyRecord | BundleManifest
+RECEIPT = BundleReceipt(
+    bundle_id=BUNDLE_ID,
+    request_id=REQUEST_ID,
+    requester="MN",
+    holder="IL",
+    manifest_sha256=SHA2,
+    sealed_sha256=SHA_OTHER,
+    received_at=NOW,
+)
+
+Document = BundleRequest | BundleDecision | CustodyRecord | BundleManifest | BundleReceipt
 DOCS: dict[str, tuple[Document, Callable[[bytes], Document]]] = {
     "request": (REQUEST, BundleRequest.from_payload),
     "approval": (APPROVAL, BundleDecision.from_payload),
     "denial": (DENIAL, BundleDecision.from_payload),
     "custody": (CUSTODY, CustodyRecord.from_payload),
     "manifest": (MANIFEST, BundleManifest.from_payload),
+    "receipt": (RECEIPT, BundleReceipt.from_payload),
 }
 
 
@@ -330,6 +345,31 @@ def test_custody_round_trip() -> None:
     envelope = sign_custody(CUSTODY, IL.key)
     assert envelope.payload_type == CUSTODY_TYPE
     assert verify_custody(envelope, ROSTER, state="IL") == CUSTODY
+
+
+def test_custody_of_another_states_incident() -> None:
+    """A requester records custody of evidence a bundle brought it: its own state, the
+    holder's global id."""
+    record = custody(0, SHA0, 1, "received", state="MN")
+    assert verify_custody(sign_custody(record, MN.key), ROSTER, state="MN") == record
+
+
+def test_receipt_round_trip() -> None:
+    envelope = sign_receipt(RECEIPT, MN.key)
+    assert envelope.payload_type == RECEIPT_TYPE
+    assert verify_receipt(envelope, ROSTER, requester="MN") == RECEIPT
+    assert verify_receipt(Envelope.from_json(envelope.to_json()), ROSTER, requester="MN") == RECEIPT
+
+
+def test_receipt_signed_by_another_member() -> None:
+    with pytest.raises(BundleFormatError, match="bundle receipt: not signed by MN's roster key"):
+        verify_receipt(sign_receipt(RECEIPT, IL.key), ROSTER, requester="MN")
+
+
+def test_receipt_naming_another_requester() -> None:
+    forged = sign_envelope(RECEIPT_TYPE, replace(RECEIPT, requester="CA").payload(), [MN.key])
+    with pytest.raises(BundleFormatError, match="names another requester"):
+        verify_receipt(forged, ROSTER, requester="MN")
 
 
 def test_manifest_round_trip() -> None:
@@ -616,8 +656,8 @@ BAD_VALUES: list[tuple[str, list[str | int], object]] = [
     *cases("denial", "bundle_id", [BUNDLE_ID]),
     *cases("denial", "decision", ["denied "]),
     ("custody", ["format"], "compact-custody-event-v2"),
-    *cases("custody", "state", [*BAD_STATES, "MN"]),  # MN: the global id is IL's
-    *cases("custody", "global_id", [MN_GID, "IL-x", None]),
+    *cases("custody", "state", BAD_STATES),
+    *cases("custody", "global_id", ["IL-x", "il-44717613-8a84-4971-a218-2ebd1ba3d81e", None]),
     *cases("custody", "evidence_sha256", BAD_HEX),
     *cases("custody", "evidence_position", BAD_INTS),
     *cases("custody", "event_id", [*BAD_INTS, 0]),
@@ -629,6 +669,14 @@ BAD_VALUES: list[tuple[str, list[str | int], object]] = [
         "detail",
         [[], "x", None, 1, {"big": "x" * 17_000}, {"k": "\ud800"}, {"k": 2**63}, _nested(40)],
     ),
+    ("receipt", ["format"], "compact-bundle-receipt-v2"),
+    *cases("receipt", "bundle_id", BAD_HEX),
+    *cases("receipt", "request_id", BAD_UUIDS),
+    *cases("receipt", "requester", [*BAD_STATES, "IL"]),
+    *cases("receipt", "holder", BAD_STATES),
+    *cases("receipt", "manifest_sha256", BAD_HEX),
+    *cases("receipt", "sealed_sha256", BAD_HEX),
+    *cases("receipt", "received_at", BAD_TIMES),
     ("manifest", ["format"], "compact-bundle-manifest-v0"),
     *cases("manifest", "bundle_id", BAD_HEX),
     *cases("manifest", "bundle_id", ["ff" * 32]),  # not the sealed stream's
@@ -733,10 +781,12 @@ def expected_where(name: str, path: Sequence[str | int], value: object) -> str:
     where = ""
     for key in path:
         where += f"[{key}]" if isinstance(key, int) else (f".{key}" if where else key)
-    if name in ("request", "approval", "manifest") and path == ["requester"] and value == "IL":
+    if (
+        name in ("request", "approval", "manifest", "receipt")
+        and path == ["requester"]
+        and value == "IL"
+    ):
         return "holder"
-    if name == "custody" and path == ["state"] and value == "MN":
-        return "global_id"
     if name == "manifest" and path == ["bundle_id"] and value == "ff" * 32:
         return "sealed_stream.bundle_id"
     if name == "manifest" and path[:1] == ["sealed_stream"]:
