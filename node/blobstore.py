@@ -108,6 +108,10 @@ class BlobStore:
     def has(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()
 
+    def writer(self, sha256: str) -> BlobWriter:
+        """A blob written from pieces (a received bundle): see BlobWriter."""
+        return BlobWriter(self, sha256)
+
     def put_file(self, src: Path, sha256: str) -> bool:
         """Store `src` under `sha256`; False if that blob was already held.
 
@@ -171,6 +175,72 @@ class BlobStore:
             yield from decrypt_stream(
                 f, data_key=self._key, expected_sha256=bytes.fromhex(sha256), chunk_size=chunk_size
             )
+
+
+class BlobWriter:
+    """One blob written from pieces as they arrive: each piece is encrypted and written to
+    `.staging` at once, and hashed.
+    `finish()` checks the SHA-256 and size and fsyncs it; `place()` moves it into the store.
+    `abort()` (or a failed step) leaves nothing behind. At most one piece is in memory."""
+
+    def __init__(self, store: BlobStore, sha256: str) -> None:
+        self.sha256 = sha256
+        self._final = store.path_for(sha256)
+        store._staging.mkdir(parents=True, exist_ok=True)
+        self._tmp = store._staging / f"{sha256}.{secrets.token_hex(8)}"
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self._encryptor = BlobEncryptor(store._key, bytes.fromhex(sha256))
+        self._finished = False
+        self._file = self._tmp.open("xb")
+        try:
+            self._file.write(self._encryptor.header())
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, data: bytes) -> None:
+        self._hash.update(data)
+        self.size += len(data)
+        try:
+            self._file.write(self._encryptor.update(data))
+        except BaseException:
+            self.abort()
+            raise
+
+    def finish(self, size: int) -> None:
+        """The last piece was written: check the SHA-256 and size and fsync the staged blob.
+        Raises EvidenceChangedError (and keeps nothing) if the bytes written are not `size`
+        bytes with the SHA-256 the blob was opened for."""
+        try:
+            if self.size != size or self._hash.hexdigest() != self.sha256:
+                raise EvidenceChangedError("the file's bytes do not match its SHA-256 and size")
+            self._file.write(self._encryptor.finalize())
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._finished = True
+
+    def place(self) -> bool:
+        """Move the finished blob into the store; False if the store held it already."""
+        if not self._finished:
+            raise RuntimeError("BlobWriter.place() before finish()")
+        try:
+            if self._final.is_file():
+                return False
+            self._final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._tmp, self._final)
+            _fsync_dir(self._final.parent)
+        finally:
+            self._tmp.unlink(missing_ok=True)
+        return True
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 def _fsync_dir(path: Path) -> None:

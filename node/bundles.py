@@ -523,6 +523,16 @@ class BundleDesk:
                     detail={"request_id": row.request_id, "bundle_id": decision.bundle_id},
                     now=now,
                 )
+            if status.state == "failed" and row.state in ("pending", "approved"):
+                row.state, row.updated_at = "failed", now
+                row.reason = f"{row.holder} could not prepare the bundle"
+            return _info(row)
+
+    def info(self, row_id: int) -> RequestInfo:
+        with self._storage.db.read() as s:
+            row = s.get(m.BundleRequestRow, row_id)
+            if row is None:
+                raise BundleRefused(Refusal.NOT_FOUND, "no such request")
             return _info(row)
 
     def fail(self, row_id: int, reason: str) -> None:

@@ -114,12 +114,44 @@ def request_cmd(
 @passphrase_option
 @json_option
 def refresh_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
-    """Send unsent requests and ask holders about undecided ones, now."""
+    """Send unsent requests, ask holders about undecided ones, and receive approved
+    bundles (each from where it stopped), now. Progress (bytes and rate) goes to stderr."""
     import asyncio
 
-    results = with_federation_node(
-        data_dir, passphrase_file, lambda n: asyncio.run(n.exchange_bundles())
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
     )
+
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=_stderr(),
+        transient=as_json,
+    )
+    tasks: dict[str, Any] = {}
+
+    def progress(request_id: str, done: int, total: int) -> None:
+        if request_id not in tasks:
+            tasks[request_id] = bars.add_task(f"bundle {request_id[:8]}", total=total)
+        bars.update(tasks[request_id], completed=done)
+
+    async def work(node: Any) -> list[Any]:
+        exchanged = await node.exchange_bundles()
+        with bars:
+            received = await node.receive_bundles(progress=progress)
+        latest = {r.request_id: r for r in exchanged}
+        latest.update({r.request_id: r for r in received})
+        return list(latest.values())
+
+    results = with_federation_node(data_dir, passphrase_file, lambda n: asyncio.run(work(n)))
     if as_json:
         click.echo(
             json.dumps(
@@ -139,7 +171,9 @@ def refresh_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> 
     console = _stderr()
     for r in results:
         if r.state is None:
-            console.print(f"{r.request_id} ({r.holder}): not reached: {r.error}", highlight=False)
+            console.print(f"{r.request_id} ({r.holder}): not done: {r.error}", highlight=False)
+        elif r.error:
+            console.print(f"{r.request_id} ({r.holder}): {r.state}: {r.error}", highlight=False)
         else:
             console.print(f"{r.request_id} ({r.holder}): {r.state}", highlight=False)
     if not results:

@@ -310,6 +310,11 @@ class Config:
         return self.data_dir / "blobs"
 
     @property
+    def bundle_dir(self) -> Path:
+        """Spool files of evidence bundles (sealed streams being sent or received)."""
+        return self.data_dir / "bundles"
+
+    @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
 

@@ -18,9 +18,10 @@ Messages name the peer's state and the field, never key material.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final
@@ -50,6 +51,8 @@ MAX_PROOF_HASHES: Final = 128
 MAX_ROSTER_VERSIONS: Final = 10_000
 MAX_CERTIFICATE_BYTES: Final = 16 * 1024
 MAX_DECISION_ENVELOPE_BYTES: Final = 64 * 1024
+# One unit of a sealed stream: a chunk of at most 4 MiB - 1024 bytes and its tag.
+MAX_BUNDLE_UNIT_BYTES: Final = 4 * 1024 * 1024
 MAX_KIND_LENGTH: Final = 40
 HASH_SIZE: Final = 32
 PROOF_SIZE: Final = 64
@@ -354,6 +357,42 @@ class PeerClient:
         except grpc.aio.AioRpcError as e:
             raise self._translate("GetBundleStatus", e) from None
         return self._bundle_status(response.status)
+
+    async def fetch_bundle(self, bundle_id: str, offset: int) -> AsyncIterator[tuple[int, bytes]]:
+        """The units of a bundle's sealed stream from `offset`: (offset, data) as the holder
+        sent them (nothing verified here). Each unit must arrive within the deadline; the
+        stream as a whole has none."""
+        call = self._stub.FetchBundle(pb.FetchBundleRequest(bundle_id=bundle_id, offset=offset))
+        try:
+            while True:
+                try:
+                    response = await asyncio.wait_for(call.read(), timeout=self._deadline)
+                except TimeoutError:
+                    raise PeerUnavailableError(
+                        self.state,
+                        f"{self.state} ({self.member.endpoint}) sent nothing for "
+                        f"{self._deadline:g} seconds during FetchBundle",
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                    ) from None
+                except grpc.aio.AioRpcError as e:
+                    raise self._translate("FetchBundle", e) from None
+                if response is grpc.aio.EOF:
+                    return
+                assert isinstance(response, pb.FetchBundleResponse)
+                if len(response.data) > MAX_BUNDLE_UNIT_BYTES or not response.data:
+                    raise self._malformed("data", "not the size of a unit of a sealed stream")
+                yield response.offset, bytes(response.data)
+        finally:
+            call.cancel()
+
+    async def ack_bundle(self, bundle_id: str, receipt: bytes) -> None:
+        """Send the signed receipt of a bundle received in full."""
+        try:
+            await self._stub.AckBundle(
+                pb.AckBundleRequest(bundle_id=bundle_id, receipt=receipt), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as e:
+            raise self._translate("AckBundle", e) from None
 
     def _bundle_status(self, response: pb.BundleStatus) -> RequestStatus:
         if response.state not in BUNDLE_STATES:

@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 import structlog
 from sqlalchemy import select
 
-from crypto import signing
+from crypto import signing, x25519
 from crypto.dsse import Envelope
 from crypto.keystore import NodeKeys
 from crypto.ristretto import Element
@@ -43,6 +44,8 @@ from federation.errors import FederationError
 from federation.naming import witness_signer
 from federation.roster import Member, Roster
 from node import models as m
+from node.bundle_receive import BadBundle, BundleBusy, BundleReceiver, Transfer, TransferFault
+from node.bundle_seal import BundleSealer
 from node.bundles import BundleDesk, BundleRefused
 from node.config import Config
 from node.fedclient import PeerClient, PeerRefusedByError
@@ -86,6 +89,8 @@ class PeerReport:
 
 
 Progress = Callable[[str, int, int], None]  # (peer state, done, total)
+# (request id, bytes verified, bytes in all)
+TransferProgress = Callable[[str, int, int], None]
 
 
 class FederationNode:
@@ -108,6 +113,17 @@ class FederationNode:
         self.publisher = Publisher(storage, self.log, self.signing_key)
         self.replicas = Replicas(storage.db)
         self.bundles = BundleDesk(storage, self.log, self.signing_key, config.bundles, clock=clock)
+        self.sealer = BundleSealer(
+            storage, self.log, self.signing_key, config.bundles, config.bundle_dir, clock=clock
+        )
+        self.receiver = BundleReceiver(
+            storage,
+            self.signing_key,
+            x25519.PrivateKey(keys.encryption_key),
+            config.bundle_dir,
+            clock=clock,
+            alert=self.alert,
+        )
         self._cert_pem = config.path(config.keys.tls_certificate).read_bytes()
         self._looked_at: tuple[int | None, int, int | None] | None = None  # change_marker
         # What the last `sync` published, or why it could not (shown by `compact sync`).
@@ -402,6 +418,11 @@ class FederationNode:
                 async with self.client(*peers[holder]) as c:
                     status = await c.request_bundle(envelope)
                 info = await asyncio.to_thread(self.bundles.record_status, row_id, status, roster)
+                if status.manifest and info.state == "approved":
+                    await asyncio.to_thread(
+                        self.receiver.accept_manifest, row_id, status.manifest, roster
+                    )
+                    info = await asyncio.to_thread(self.bundles.info, row_id)
             except PeerRefusedByError as e:
                 await asyncio.to_thread(self.bundles.fail, row_id, str(e))
                 results.append(BundleExchange(request_id, holder, "failed", str(e)))
@@ -410,11 +431,114 @@ class FederationNode:
                 self.alert("bad-bundle-decision", holder, reason, {"request_id": request_id})
                 await asyncio.to_thread(self.bundles.fail, row_id, reason)
                 results.append(BundleExchange(request_id, holder, "failed", reason))
+            except BadBundle as e:  # quarantined, with an alert
+                results.append(BundleExchange(request_id, holder, "quarantined", str(e)))
             except FederationError as e:
                 results.append(BundleExchange(request_id, holder, None, str(e)))
             else:
                 results.append(BundleExchange(request_id, holder, info.state, None))
         return results
+
+    async def seal_bundles(self) -> None:
+        """Seal every approved incoming bundle whose log entries are witnessed."""
+        roster = self.store.require_roster()
+        for outcome in await asyncio.to_thread(self.sealer.seal_ready, roster):
+            if outcome.state == "waiting":
+                log.info("bundle.seal_waiting", requester=outcome.requester, why=outcome.detail)
+
+    async def receive_bundles(
+        self, *, progress: TransferProgress | None = None, only: str | None = None
+    ) -> list[BundleExchange]:
+        """Receive every bundle being transferred to this node (or the one of request id
+        `only`), each from where it stopped; store it once verified, then acknowledge it.
+        Bundles delivered but not yet acknowledged are acknowledged again."""
+        roster = self.store.require_roster()
+        peers = {mb.state: (mb, cert) for mb, cert in self.peers(roster)}
+        results: list[BundleExchange] = []
+        for transfer in await asyncio.to_thread(self.receiver.transfers):
+            if only is None or transfer.request_id == only:
+                results.append(await self._receive(transfer, peers, progress))
+        for transfer in await asyncio.to_thread(self.receiver.transfers, state="delivered"):
+            if only is None or transfer.request_id == only:
+                await self._acknowledge(transfer, peers)
+        return results
+
+    async def _receive(
+        self,
+        t: Transfer,
+        peers: dict[str, tuple[Member, bytes]],
+        progress: TransferProgress | None,
+    ) -> BundleExchange:
+        def done(state: str | None, error: str | None) -> BundleExchange:
+            if error is not None:
+                log.warning("bundle.transfer_interrupted", holder=t.holder, error=error)
+            return BundleExchange(t.request_id, t.holder, state, error)
+
+        if t.holder not in peers:
+            return done(None, "not a reachable member")
+        try:
+            lock = await asyncio.to_thread(self.receiver.lock, t.row_id)
+        except BundleBusy as e:
+            return done(None, str(e))
+        try:
+            receiving = await asyncio.to_thread(self.receiver.resume, t.row_id)
+            try:
+                if progress is not None:
+                    progress(t.request_id, receiving.offset, t.sealed_size)
+                if not receiving.done:
+                    async with self.client(*peers[t.holder]) as c:
+                        async for offset, data in c.fetch_bundle(t.bundle_id, receiving.offset):
+                            await asyncio.to_thread(receiving.feed, offset, data)
+                            if progress is not None:
+                                progress(t.request_id, receiving.offset, t.sealed_size)
+                            if receiving.due:
+                                await asyncio.to_thread(
+                                    self.receiver.save_progress, t.row_id, receiving
+                                )
+                            if receiving.done:
+                                break
+                await asyncio.to_thread(self.receiver.save_progress, t.row_id, receiving)
+                if not receiving.done:
+                    raise TransferFault("the holder ended the stream before its end")
+            except (TransferFault, FederationError) as e:
+                await asyncio.to_thread(self.receiver.save_progress, t.row_id, receiving)
+                receiving.abort()
+                if isinstance(e, TransferFault):
+                    self.alert("bundle-transfer-fault", t.holder, str(e), {})
+                return done(None, str(e))
+            except BaseException:
+                receiving.abort()
+                raise
+            try:
+                await asyncio.to_thread(self.receiver.store, t.row_id, receiving)
+            except BadBundle as e:
+                return done("quarantined", str(e))
+        finally:
+            lock.close()
+        delivered = Transfer(t.row_id, t.request_id, t.holder, t.bundle_id, t.sealed_size, 0)
+        await self._acknowledge(delivered, peers)
+        return done("delivered", None)
+
+    async def _acknowledge(self, t: Transfer, peers: dict[str, tuple[Member, bytes]]) -> None:
+        """Send the receipt; the holder refuses it while it has not recorded sending the
+        end (it may have stopped just before): then ask it for the end, and send it again."""
+        if t.holder not in peers:
+            return
+        receipt = await asyncio.to_thread(self.receiver.receipt, t.row_id)
+        try:
+            async with self.client(*peers[t.holder]) as c:
+                try:
+                    await c.ack_bundle(t.bundle_id, receipt)
+                except PeerRefusedByError as e:
+                    if e.code != grpc.StatusCode.FAILED_PRECONDITION:
+                        raise
+                    async for _unit in c.fetch_bundle(t.bundle_id, t.sealed_size):
+                        break
+                    await c.ack_bundle(t.bundle_id, receipt)
+        except FederationError as e:
+            log.warning("bundle.receipt_not_delivered", holder=t.holder, error=str(e))
+            return
+        await asyncio.to_thread(self.receiver.acknowledged, t.row_id)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """The background loop of `compact serve`: publish new records within a few seconds
@@ -437,6 +561,8 @@ class FederationNode:
                     if loop.time() >= next_poll:
                         next_poll = loop.time() + poll
                         await self.exchange_bundles()
+                        await self.seal_bundles()
+                        await self.receive_bundles()
             except FederationError as e:
                 log.warning("federation_round_failed", error=str(e))
             except Exception:

@@ -47,6 +47,7 @@ from federation.mtls import PeerRefusedError, authorize_peer, peer_pin
 from federation.naming import log_origin, witness_verifier
 from federation.roster import Member, Roster
 from node import models as m
+from node.bundle_seal import BundleSealer, StreamSlice, iter_units
 from node.bundles import BundleDesk, BundleRefused, Refusal, RequestStatus
 from node.config import FederationSettings, parse_host_port
 from node.db import Database
@@ -143,8 +144,10 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
         settings: FederationSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         bundles: BundleDesk | None = None,
+        sealer: BundleSealer | None = None,
     ) -> None:
         self._bundles = bundles
+        self._sealer = sealer
         self._state = state
         self._store = store
         self._log = log
@@ -393,15 +396,65 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
     async def FetchBundle(
         self, request: pb.FetchBundleRequest, context: Context
     ) -> AsyncIterator[pb.FetchBundleResponse]:
-        # Sealing and streaming bundles are not implemented yet (docs/bundles.md).
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "bundle transfer is not available yet")
-        yield pb.FetchBundleResponse()  # pragma: no cover - unreachable; makes this a generator
+        sealer = self._sealer
+
+        async def handle(caller: Member, _roster: Roster) -> StreamSlice:
+            if sealer is None:
+                raise _Abort(grpc.StatusCode.UNIMPLEMENTED, "this node does not serve bundles")
+            if not _HEX64.fullmatch(request.bundle_id):
+                raise _invalid("bundle_id", "expected 64 lowercase hex digits")
+            return await _bundle_call(
+                sealer.open_stream, caller.state, request.bundle_id, request.offset
+            )
+
+        stream = await self._serve("FetchBundle", context, handle)
+        assert sealer is not None
+        if stream.offset == stream.sealed_size:  # everything was received: nothing to send
+            await asyncio.to_thread(sealer.served_to_end, stream)
+            return
+        units = iter_units(stream.path, stream.offset, stream.sealed_size, stream.chunk_size)
+        offset = stream.offset
+        try:
+            while True:
+                try:
+                    data = await asyncio.to_thread(next, units, None)
+                except (OSError, StorageError) as e:
+                    log.error("bundle.spool_unreadable", error=type(e).__name__)
+                    await context.abort(
+                        grpc.StatusCode.DATA_LOSS, "the bundle's spool cannot be read"
+                    )
+                    return
+                if data is None:
+                    return
+                if offset + len(data) == stream.sealed_size:
+                    await asyncio.to_thread(sealer.served_to_end, stream)
+                yield pb.FetchBundleResponse(offset=offset, data=data)
+                offset += len(data)
+        finally:
+            units.close()
 
     async def AckBundle(
         self, request: pb.AckBundleRequest, context: Context
     ) -> pb.AckBundleResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "bundle transfer is not available yet")
-        return pb.AckBundleResponse()  # pragma: no cover - unreachable
+        async def handle(caller: Member, roster: Roster) -> pb.AckBundleResponse:
+            if self._sealer is None:
+                raise _Abort(grpc.StatusCode.UNIMPLEMENTED, "this node does not serve bundles")
+            if not _HEX64.fullmatch(request.bundle_id):
+                raise _invalid("bundle_id", "expected 64 lowercase hex digits")
+            if not request.receipt:
+                raise _invalid("receipt", "required")
+            if len(request.receipt) > MAX_RECEIPT_ENVELOPE_BYTES:
+                raise _invalid("receipt", f"larger than {MAX_RECEIPT_ENVELOPE_BYTES} bytes")
+            await _bundle_call(
+                self._sealer.acknowledge,
+                caller.state,
+                request.bundle_id,
+                bytes(request.receipt),
+                roster,
+            )
+            return pb.AckBundleResponse()
+
+        return await self._serve("AckBundle", context, handle)
 
     def _desk(self) -> BundleDesk:
         if self._bundles is None:
@@ -512,6 +565,8 @@ _REFUSAL_CODES: Final = {
     Refusal.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     Refusal.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
 }
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
+MAX_RECEIPT_ENVELOPE_BYTES: Final = 16 * 1024
 _REQUEST_ID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -706,6 +761,7 @@ def _method_handlers(servicer: FederationServicer) -> dict[str, grpc.RpcMethodHa
             pb.GetBundleStatusResponse,
             servicer.GetBundleStatus,
         ),
+        "AckBundle": (pb.AckBundleRequest, pb.AckBundleResponse, servicer.AckBundle),
     }
 
     def parsing(
@@ -720,13 +776,32 @@ def _method_handlers(servicer: FederationServicer) -> dict[str, grpc.RpcMethodHa
 
         return handle
 
-    return {
+    def parsing_stream(
+        name: str, request_type: Any, method: Callable[[Any, Context], AsyncIterator[Any]]
+    ) -> Callable[[bytes, Context], AsyncIterator[Any]]:
+        async def handle(raw: bytes, context: Context) -> AsyncIterator[Any]:
+            try:
+                request = request_type.FromString(raw)
+            except DecodeError:
+                await servicer.reject_unparsable(name, request_type.__name__, context)
+                return
+            async for response in method(request, context):
+                yield response
+
+        return handle
+
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         name: grpc.unary_unary_rpc_method_handler(
             parsing(name, request_type, method),
             response_serializer=response_type.SerializeToString,
         )
         for name, (request_type, response_type, method) in methods.items()
     }
+    handlers["FetchBundle"] = grpc.unary_stream_rpc_method_handler(
+        parsing_stream("FetchBundle", pb.FetchBundleRequest, servicer.FetchBundle),
+        response_serializer=pb.FetchBundleResponse.SerializeToString,
+    )
+    return handlers
 
 
 class _TrustedClients:

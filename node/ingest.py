@@ -72,7 +72,7 @@ class NodeStorage:
 
 
 @dataclass(frozen=True, slots=True)
-class _Ready:
+class Ready:
     record: IncidentInput
     evidence: tuple[ResolvedEvidence, ...]
     content_hash: str
@@ -165,7 +165,7 @@ def _resolve_evidence(
     resolver: EvidenceResolver,
     errors: list[LineError],
     progress: Progress,
-) -> list[_Ready]:
+) -> list[Ready]:
     """Find, check and hash every evidence file; distinct files are hashed in parallel."""
     paths = list(dict.fromkeys(item.path for r in records for item in r.evidence))
     resolved: dict[str, ResolvedEvidence | EvidenceProblem] = {}
@@ -192,16 +192,21 @@ def _resolve_evidence(
             else:
                 files.append(result)
         if len(files) == len(record.evidence):
-            digest = hashlib.sha256(record.canonical_hash.encode())
-            for f in files:
-                digest.update(f":{f.sha256}".encode())
-            ready.append(_Ready(record, tuple(files), digest.hexdigest()))
+            ready.append(Ready(record, tuple(files), content_hash(record, files)))
     return ready
 
 
-def _dedupe(ready: list[_Ready], errors: list[LineError]) -> list[_Ready]:
+def content_hash(record: IncidentInput, files: Sequence[ResolvedEvidence]) -> str:
+    """What a re-import compares: the canonical record and its evidence files' SHA-256."""
+    digest = hashlib.sha256(record.canonical_hash.encode())
+    for f in files:
+        digest.update(f":{f.sha256}".encode())
+    return digest.hexdigest()
+
+
+def _dedupe(ready: list[Ready], errors: list[LineError]) -> list[Ready]:
     """One record per external_id within the file."""
-    first: dict[str, _Ready] = {}
+    first: dict[str, Ready] = {}
     for r in ready:
         seen = first.get(r.record.external_id)
         if seen is None:
@@ -218,8 +223,8 @@ def _dedupe(ready: list[_Ready], errors: list[LineError]) -> list[_Ready]:
 
 
 def _against_database(
-    storage: NodeStorage, ready: list[_Ready], errors: list[LineError]
-) -> tuple[list[_Ready], int]:
+    storage: NodeStorage, ready: list[Ready], errors: list[LineError]
+) -> tuple[list[Ready], int]:
     """Drop records already held unchanged; flag those held with other content."""
     held: dict[str, str] = {}
     ids = [r.record.external_id for r in ready]
@@ -250,7 +255,7 @@ def _against_database(
 
 def _write(
     storage: NodeStorage,
-    ready: list[_Ready],
+    ready: list[Ready],
     *,
     actor: str,
     source_name: str,
@@ -403,21 +408,66 @@ def _insert_with_ids(s: Session, model: Any, rows: list[dict[str, Any]]) -> list
 def _insert_batch(
     storage: NodeStorage,
     s: Session,
-    batch: list[_Ready],
+    batch: list[Ready],
     *,
     actor: str,
     source_name: str,
     now: datetime,
 ) -> None:
+    gids = [f"{storage.state}-{uuid.uuid4()}" for _ in batch]
+    evidence = insert_incidents(storage, s, batch, gids, state=storage.state, now=now)
+    custody_rows: list[dict[str, Any]] = []
+    for evidence_id, r, pos, row in evidence:
+        item = r.record.evidence[pos]
+        if item.captured_at is not None:
+            # As the import reports it: who captured the file, and when.
+            custody_rows.append(
+                {
+                    "evidence_id": evidence_id,
+                    "kind": "collected",
+                    "at": item.captured_at.utc,
+                    "actor": item.captured_by or "unknown",
+                    "detail": {"reported_by": "import", "import": source_name},
+                }
+            )
+        custody_rows.append(
+            {
+                "evidence_id": evidence_id,
+                "kind": "received",
+                "at": now,
+                "actor": actor,
+                "detail": {
+                    "import": source_name,
+                    "line": r.record.line_number,
+                    "sha256": row["sha256"],
+                    "size": row["size"],
+                },
+            }
+        )
+    if custody_rows:
+        s.execute(insert(_table(m.CustodyEvent)), custody_rows)
+
+
+def insert_incidents(
+    storage: NodeStorage,
+    s: Session,
+    batch: Sequence[Ready],
+    global_ids: Sequence[str],
+    *,
+    state: str,
+    now: datetime,
+) -> list[tuple[int, Ready, int, dict[str, Any]]]:
+    """Insert validated records (under `global_ids`, recorded by `state`) with their agents,
+    people (encrypted) and evidence items, in the caller's transaction. Returns each
+    evidence item's id, record, position and row, for its custody events."""
     seal = storage.fields.seal
     incident_rows: list[dict[str, Any]] = []
-    for r in batch:
+    for r, gid in zip(batch, global_ids, strict=True):
         rec, loc = r.record, r.record.location
-        gid = f"{storage.state}-{uuid.uuid4()}"
         incident_rows.append(
             {
                 "global_id": gid,
-                "state": storage.state,
+                "state": state,
                 "external_id": rec.external_id,
                 "content_hash": r.content_hash,
                 "occurred_at": rec.occurred_at.utc,
@@ -450,7 +500,7 @@ def _insert_batch(
 
     conduct_rows, obs_rows, people_rows, evidence_rows = [], [], [], []
     obs_keys: list[tuple[Any, ...]] = []
-    evidence_meta: list[tuple[_Ready, int]] = []
+    evidence_meta: list[tuple[Ready, int]] = []
     for r, incident_id, row in zip(batch, incident_ids, incident_rows, strict=True):
         gid = row["global_id"]
         conduct_rows += [{"incident_id": incident_id, "conduct": c} for c in r.record.conduct]
@@ -521,33 +571,9 @@ def _insert_batch(
     if people_rows:
         s.execute(insert(_table(m.Person)), people_rows)
     evidence_ids = _insert_with_ids(s, m.EvidenceItem, evidence_rows)
-    custody_rows: list[dict[str, Any]] = []
-    for evidence_id, (r, pos), row in zip(evidence_ids, evidence_meta, evidence_rows, strict=True):
-        item = r.record.evidence[pos]
-        if item.captured_at is not None:
-            # As the import reports it: who captured the file, and when.
-            custody_rows.append(
-                {
-                    "evidence_id": evidence_id,
-                    "kind": "collected",
-                    "at": item.captured_at.utc,
-                    "actor": item.captured_by or "unknown",
-                    "detail": {"reported_by": "import", "import": source_name},
-                }
-            )
-        custody_rows.append(
-            {
-                "evidence_id": evidence_id,
-                "kind": "received",
-                "at": now,
-                "actor": actor,
-                "detail": {
-                    "import": source_name,
-                    "line": r.record.line_number,
-                    "sha256": row["sha256"],
-                    "size": row["size"],
-                },
-            }
+    return [
+        (evidence_id, r, pos, row)
+        for evidence_id, (r, pos), row in zip(
+            evidence_ids, evidence_meta, evidence_rows, strict=True
         )
-    if custody_rows:
-        s.execute(insert(_table(m.CustodyEvent)), custody_rows)
+    ]

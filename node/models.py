@@ -561,6 +561,8 @@ class Bundle(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Holder: the requester's signed receipt. Requester: the receipt it sent.
     receipt_envelope: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Holder: when the receipt arrived. Requester: when the holder confirmed it.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class IncidentProvenance(Base):

@@ -504,6 +504,7 @@ async def _start_federation(
         db=storage.db,
         settings=config.federation,
         bundles=node.bundles,
+        sealer=node.sealer,
     )
     fed_server, port = await start_federation_server(
         servicer=servicer,

@@ -1,0 +1,638 @@
+"""The requester's side of a bundle: verify the manifest, receive the stream, store it.
+
+1. **Manifest** (`BundleReceiver.accept_manifest`): verified against the roster (the
+   holder's signature, this node as requester, the request, the bundle id and
+   redactions of the verified decision) and every proof checked
+   (federation.bundle.check_manifest_proofs) before it is stored; the request becomes
+   `transferring`. A manifest that fails is quarantined (`quarantined`, the reason, the
+   manifest kept beside the spool, an alert).
+2. **Stream** (`Receiving`): each unit from FetchBundle must start where the last ended;
+   it is verified by the sealed-stream reader, its plaintext written at once to the
+   evidence files being staged (encrypted at rest, node.blobstore.BlobWriter, each
+   checked against its SHA-256 in the manifest when complete), and the unit appended to
+   the spool. The spool is fsynced and its verified length recorded every
+   `SYNC_BYTES` and when a stream ends, so the recorded length is never ahead of the
+   bytes on disk. After a broken connection or a bad unit the transfer continues from the
+   last verified unit; after a restart the spool is cut to the recorded length and read
+   again (the staged files are rebuilt from it), then the transfer continues.
+3. **Store** (`BundleReceiver.store`): after the final unit and the whole-stream checks,
+   the incident (validated by the import parser under the holder's state), its evidence
+   items, the holder's signed custody records and this node's own `received` event,
+   the provenance and the signed receipt are written in one transaction; the staged
+   files are moved into the blob store first and removed again if that fails. Nothing
+   is visible before. A file whose hash does not match the manifest, or a record that
+   does not validate, quarantines the bundle.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, Final
+
+import structlog
+from sqlalchemy import insert, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from crypto import signing, x25519
+from crypto.dsse import Envelope
+from crypto.errors import CryptoError, DecryptionError
+from crypto.sealing import SealedStreamReader
+from federation.bundle import (
+    BundleDecision,
+    BundleFormatError,
+    BundleManifest,
+    BundleReceipt,
+    CustodyRecord,
+    ManifestEvidence,
+    check_manifest_proofs,
+    sign_receipt,
+    verify_manifest,
+)
+from federation.roster import Roster
+from node import models as m
+from node.blobstore import BlobWriter, EvidenceChangedError
+from node.bundle_record import record_from_manifest
+from node.bundle_seal import spool_path, unit_count
+from node.bundles import OUTGOING, BundleRefused, Refusal
+from node.errors import StorageError
+from node.evidence import ResolvedEvidence
+from node.importformat import parse_record
+from node.ingest import NodeStorage, Ready, content_hash, insert_incidents
+from node.queries import audit
+
+log = structlog.get_logger("compact.bundles")
+
+#: The spool is fsynced and its verified length recorded at least this often.
+SYNC_BYTES: Final = 32 * 1024 * 1024
+
+
+class TransferFault(Exception):
+    """One attempt of a transfer broke (a unit out of order or not verifying, the
+    connection lost); the transfer continues from the last verified unit next time."""
+
+
+class BadBundle(Exception):
+    """The bundle itself is wrong (signed by the holder, yet not what it claims): it is
+    quarantined. The message names what failed and holds no value."""
+
+
+class BundleBusy(Exception):
+    """Another process is receiving this bundle."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """An outgoing bundle to receive or acknowledge."""
+
+    row_id: int
+    request_id: str
+    holder: str
+    bundle_id: str
+    sealed_size: int
+    verified_offset: int
+
+
+class _Carver:
+    """The plaintext of the stream cut into the included files, each staged as a blob."""
+
+    def __init__(self, manifest: BundleManifest, storage: NodeStorage) -> None:
+        self._items = [
+            (i, item) for i, item in enumerate(manifest.evidence) if item.included
+        ]  # stream order
+        self._blobs = storage.blobs
+        self._next = 0
+        self._writer: BlobWriter | None = None
+        self._left = 0
+        self.finished: list[BlobWriter] = []
+        self._advance()
+
+    def _advance(self) -> None:
+        while self._writer is None and self._next < len(self._items):
+            index, item = self._items[self._next]
+            writer = self._blobs.writer(item.sha256)
+            if item.size:
+                self._writer, self._left = writer, item.size
+                return
+            self._finish(writer, index, item)
+
+    def _finish(self, writer: BlobWriter, index: int, item: ManifestEvidence) -> None:
+        try:
+            writer.finish(item.size)
+        except EvidenceChangedError:
+            raise BadBundle(
+                f"evidence[{index}]: the file does not match its SHA-256 in the manifest"
+            ) from None
+        self.finished.append(writer)
+        self._next += 1
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._writer is None:  # the reader checked the size against the manifest
+                raise BadBundle("sealed_stream: more bytes than the files it carries")
+            take = min(self._left, len(view))
+            self._writer.write(bytes(view[:take]))
+            view = view[take:]
+            self._left -= take
+            if self._left == 0:
+                writer, self._writer = self._writer, None
+                index, item = self._items[self._next]
+                self._finish(writer, index, item)
+                self._advance()
+
+    @property
+    def complete(self) -> bool:
+        return self._next == len(self._items)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+        for writer in self.finished:
+            writer.abort()
+
+
+class Receiving:
+    """One bundle being received in this process: the stream reader, the files being
+    staged and the spool. Built from the spool (`verified` bytes, read again)."""
+
+    def __init__(
+        self,
+        manifest: BundleManifest,
+        private_key: x25519.PrivateKey,
+        storage: NodeStorage,
+        spool: Path,
+        verified: int,
+    ) -> None:
+        self.manifest = manifest
+        self.sealed_size = manifest.sealed_stream.ciphertext_size
+        self._reader = SealedStreamReader(private_key, expected=manifest.sealed_stream)
+        self._carver = _Carver(manifest, storage)
+        self._unsynced = 0
+        spool.parent.mkdir(parents=True, exist_ok=True)
+        self._file = spool.open("r+b" if spool.exists() else "w+b")
+        try:
+            if self._file.seek(0, os.SEEK_END) < verified:
+                raise StorageError("a bundle spool is shorter than its recorded progress")
+            self._file.truncate(verified)
+            self._file.seek(0)
+            fed = 0
+            while fed < verified:
+                data = self._file.read(min(1 << 20, verified - fed))
+                if not data:
+                    raise StorageError("a bundle spool is shorter than its recorded progress")
+                fed += len(data)
+                self._carver.write(self._reader.feed(data))
+            if self._reader.verified_offset != verified:
+                raise StorageError("a bundle spool does not end at a unit of the stream")
+        except DecryptionError:
+            self.abort()
+            raise StorageError("a bundle spool no longer verifies") from None
+        except BaseException:
+            self.abort()
+            raise
+
+    @property
+    def offset(self) -> int:
+        """Sealed bytes received and verified (written to the spool, maybe not synced)."""
+        return self._reader.verified_offset
+
+    @property
+    def done(self) -> bool:
+        return self.offset == self.sealed_size
+
+    def feed(self, offset: int, data: bytes) -> None:
+        """One unit from the holder. TransferFault: not the next unit, or it does not verify
+        (this Receiving is unusable then: build another from the spool)."""
+        if offset != self.offset:
+            raise TransferFault("the holder sent a unit that is not the next one")
+        try:
+            plaintext = self._reader.feed(data)
+        except DecryptionError:
+            raise TransferFault("a unit of the stream did not verify") from None
+        if self._reader.verified_offset != offset + len(data):
+            raise TransferFault("the holder sent a part of a unit")
+        self._carver.write(plaintext)
+        self._file.write(data)
+        self._unsynced += len(data)
+
+    @property
+    def due(self) -> bool:
+        return self._unsynced >= SYNC_BYTES
+
+    def sync(self) -> int:
+        """Flush and fsync the spool; the verified length, now on disk."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._unsynced = 0
+        return self.offset
+
+    def finish(self) -> list[BlobWriter]:
+        """The whole stream checked (against the manifest); the staged files."""
+        try:
+            self._reader.close()
+        except DecryptionError:
+            raise TransferFault("the stream is not complete") from None
+        if not self._carver.complete:
+            raise BadBundle("sealed_stream: fewer bytes than the files it carries")
+        return list(self._carver.finished)
+
+    def abort(self) -> None:
+        self._carver.abort()
+        self._file.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class BundleReceiver:
+    def __init__(
+        self,
+        storage: NodeStorage,
+        signing_key: signing.SigningKey,
+        private_key: x25519.PrivateKey,
+        spool_dir: Path,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        alert: Callable[[str, str, str, dict[str, object]], None] | None = None,
+    ) -> None:
+        self._storage = storage
+        self._key = signing_key
+        self._private = private_key
+        self.spool_dir = spool_dir
+        self._clock = clock
+        self._alert = alert
+        self.state = storage.state
+
+    # --- the manifest -------------------------------------------------------------------
+
+    def accept_manifest(self, row_id: int, envelope: bytes, roster: Roster) -> None:
+        """Verify the holder's manifest for an approved outgoing request and store it (the
+        request becomes `transferring`); one that fails is quarantined (BadBundle)."""
+        with self._storage.db.read() as s:
+            row = s.get(m.BundleRequestRow, row_id)
+            if row is None or row.direction != OUTGOING:
+                raise BundleRefused(Refusal.NOT_FOUND, "no such outgoing request")
+            if row.state != "approved" or row.decision_envelope is None:
+                return
+            holder, request_id, global_id = row.holder, row.request_id, row.global_id
+            decision = BundleDecision.from_payload(
+                Envelope.from_json(row.decision_envelope).payload
+            )
+        try:
+            manifest = verify_manifest(
+                Envelope.from_json(envelope), roster, holder=holder, requester=self.state
+            )
+            check_manifest_proofs(manifest, roster)
+        except (BundleFormatError, CryptoError, ValueError) as e:
+            self.quarantine(row_id, f"manifest: {e}", manifest=envelope)
+            raise BadBundle(f"manifest: {e}") from None
+        if (
+            manifest.request_id != request_id
+            or manifest.bundle_id != decision.bundle_id
+            or manifest.global_id != global_id
+        ):
+            reason = "manifest: it is about another request or bundle"
+            self.quarantine(row_id, reason, manifest=envelope)
+            raise BadBundle(reason)
+        if manifest.redactions != decision.redactions:
+            reason = "manifest: its redactions are not the decision's"
+            self.quarantine(row_id, reason, manifest=envelope)
+            raise BadBundle(reason)
+        now = self._clock()
+        info = manifest.sealed_stream
+        with self._storage.db.write() as s:
+            row = s.get(m.BundleRequestRow, row_id)
+            assert row is not None
+            if row.state != "approved":
+                return
+            s.add(
+                m.Bundle(
+                    bundle_id=manifest.bundle_id,
+                    request_row_id=row.id,
+                    manifest_envelope=envelope,
+                    manifest_sha256=hashlib.sha256(envelope).hexdigest(),
+                    spool_name=spool_path(self.spool_dir, row.id).name,
+                    sealed_size=info.ciphertext_size,
+                    verified_offset=0,
+                    units=unit_count(info.plaintext_size, info.chunk_size),
+                    created_at=now,
+                )
+            )
+            row.state, row.updated_at = "transferring", now
+            audit(
+                s,
+                actor=f"member:{holder}",
+                action="bundle.manifest",
+                target=global_id,
+                outcome="verified",
+                detail={
+                    "request_id": request_id,
+                    "bundle_id": manifest.bundle_id,
+                    "sealed_size": info.ciphertext_size,
+                },
+                now=now,
+            )
+
+    def quarantine(self, row_id: int, reason: str, *, manifest: bytes | None = None) -> None:
+        """Keep a bundle that failed verification out of sight: `quarantined`, with the
+        reason; its spool (and a manifest not stored otherwise) kept; an alert raised."""
+        now = self._clock()
+        if manifest is not None:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            (self.spool_dir / f"{row_id}.manifest").write_bytes(manifest)
+        with self._storage.db.write() as s:
+            row = s.get(m.BundleRequestRow, row_id)
+            if row is None:
+                return
+            row.state, row.reason, row.updated_at = "quarantined", reason, now
+            holder, request_id, gid = row.holder, row.request_id, row.global_id
+            audit(
+                s,
+                actor="node",
+                action="bundle.receive",
+                target=gid,
+                outcome="quarantined",
+                detail={"request_id": request_id, "reason": reason},
+                now=now,
+            )
+        if self._alert is not None:
+            self._alert(
+                "bad-bundle",
+                holder,
+                f"a bundle from {holder} failed verification and is quarantined: {reason}",
+                {"request_id": request_id},
+            )
+
+    # --- the stream ---------------------------------------------------------------------
+
+    def transfers(self, *, state: str = "transferring") -> list[Transfer]:
+        """Outgoing bundles in `state` (transferring: to receive; delivered: to acknowledge
+        while the holder has not confirmed)."""
+        with self._storage.db.read() as s:
+            query = (
+                select(m.BundleRequestRow, m.Bundle)
+                .join(m.Bundle, m.Bundle.request_row_id == m.BundleRequestRow.id)
+                .where(
+                    m.BundleRequestRow.direction == OUTGOING,
+                    m.BundleRequestRow.state == state,
+                )
+                .order_by(m.BundleRequestRow.id)
+            )
+            if state == "delivered":
+                query = query.where(m.Bundle.acknowledged_at.is_(None))
+            return [
+                Transfer(
+                    row.id,
+                    row.request_id,
+                    row.holder,
+                    bundle.bundle_id,
+                    bundle.sealed_size,
+                    bundle.verified_offset,
+                )
+                for row, bundle in s.execute(query).tuples()
+            ]
+
+    def lock(self, row_id: int) -> BinaryIO:
+        """An exclusive lock on receiving one bundle, across the processes of this node
+        (BundleBusy if another holds it); close the returned file to release it."""
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        f = (self.spool_dir / f"{row_id}.lock").open("a+b")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise BundleBusy("another process of this node is receiving the bundle") from None
+        return f
+
+    def resume(self, row_id: int) -> Receiving:
+        with self._storage.db.read() as s:
+            bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()
+            manifest = _manifest(bundle)
+            spool, verified = self.spool_dir / bundle.spool_name, bundle.verified_offset
+        return Receiving(manifest, self._private, self._storage, spool, verified)
+
+    def save_progress(self, row_id: int, receiving: Receiving) -> None:
+        """Record the verified length once the spool holds it on disk."""
+        offset = receiving.sync()
+        with self._storage.db.write() as s:
+            bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()
+            bundle.verified_offset = max(bundle.verified_offset, offset)
+
+    # --- storing ------------------------------------------------------------------------
+
+    def store(self, row_id: int, receiving: Receiving) -> bytes:
+        """Store a completely received bundle in one transaction; the signed receipt.
+        BadBundle: quarantined (nothing stored); StorageError: nothing stored, try again."""
+        try:
+            staged = receiving.finish()
+        except BadBundle as e:
+            receiving.abort()
+            self.quarantine(row_id, str(e))
+            raise
+        receiving.close()
+        manifest = receiving.manifest
+        try:
+            ready = self._record(manifest)
+        except BadBundle as e:
+            _abort_all(staged)
+            self.quarantine(row_id, str(e))
+            raise
+        placed: list[str] = []
+        try:
+            for writer in staged:
+                if writer.place():
+                    placed.append(writer.sha256)
+            receipt = self._commit(row_id, manifest, ready)
+        except BadBundle as e:
+            _abort_all(staged)
+            self._undo(placed)
+            self.quarantine(row_id, str(e))
+            raise
+        except (SQLAlchemyError, OSError) as e:
+            _abort_all(staged)
+            self._undo(placed)
+            raise StorageError(
+                f"the received bundle could not be stored ({type(e).__name__}); "
+                "nothing of it was stored, and it is stored again from its spool next time"
+            ) from None
+        except BaseException:
+            _abort_all(staged)
+            self._undo(placed)
+            raise
+        with self._storage.db.read() as s:
+            name = s.scalars(
+                select(m.Bundle.spool_name).where(m.Bundle.request_row_id == row_id)
+            ).one()
+        (self.spool_dir / name).unlink(missing_ok=True)
+        return receipt
+
+    def _record(self, manifest: BundleManifest) -> Ready:
+        record = record_from_manifest(manifest.incident)
+        record["evidence"] = [
+            {
+                k: v
+                for k, v in {
+                    "path": item.file_name,
+                    "media_type": item.media_type,
+                    "captured_at": item.captured_at,
+                    "captured_by": item.captured_by,
+                    "description": item.description,
+                }.items()
+                if v is not None
+            }
+            for item in manifest.evidence
+        ]
+        parsed = parse_record(1, record, node_state=manifest.holder, limits=self._storage.limits)
+        if isinstance(parsed, list):
+            first = parsed[0]
+            raise BadBundle(f"incident: {first.field or 'record'}: {first.reason}")
+        files = [ResolvedEvidence(Path(), e.sha256, e.size) for e in manifest.evidence]
+        return Ready(parsed, tuple(files), content_hash(parsed, files))
+
+    def _commit(self, row_id: int, manifest: BundleManifest, ready: Ready) -> bytes:
+        now = self._clock()
+        with self._storage.db.write() as s:
+            row = s.get(m.BundleRequestRow, row_id)
+            bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()
+            assert row is not None
+            if row.state != "transferring":
+                raise StorageError(f"the request is {row.state} now")
+            if s.scalar(select(m.Incident.id).where(m.Incident.global_id == manifest.global_id)):
+                raise BadBundle("incident: this node holds that incident already")
+            digests = {e.sha256: e.size for e in manifest.evidence}
+            known = set(s.scalars(select(m.Blob.sha256).where(m.Blob.sha256.in_(list(digests)))))
+            for i, item in enumerate(manifest.evidence):
+                if not item.included and item.sha256 not in known:
+                    raise BadBundle(f"evidence[{i}]: held by this node no longer")
+            new = [d for d in digests if d not in known]
+            if new:
+                s.execute(
+                    insert(m.Blob),
+                    [{"sha256": d, "size": digests[d], "stored_at": now} for d in new],
+                )
+            evidence = insert_incidents(
+                self._storage, s, [ready], [manifest.global_id], state=manifest.holder, now=now
+            )
+            custody: list[dict[str, object]] = []
+            for (evidence_id, _r, _pos, _row), item in zip(
+                evidence, manifest.evidence, strict=True
+            ):
+                for logged in item.custody:
+                    # verified with the manifest (check_manifest_proofs) before it was stored
+                    record = CustodyRecord.from_payload(
+                        Envelope.from_json(logged.envelope_bytes).payload
+                    )
+                    custody.append(
+                        {
+                            "evidence_id": evidence_id,
+                            "kind": record.kind,
+                            "at": record.at,
+                            "actor": record.actor,
+                            "detail": record.detail,
+                            "origin": manifest.holder,
+                            "envelope": logged.envelope_bytes,
+                            "log_index": logged.log_index,
+                        }
+                    )
+                custody.append(
+                    {
+                        "evidence_id": evidence_id,
+                        "kind": "received",
+                        "at": now,
+                        "actor": row.requested_by,
+                        "detail": {
+                            "from": manifest.holder,
+                            "bundle_id": manifest.bundle_id,
+                            "request_id": manifest.request_id,
+                            "delivery": item.delivery,
+                            "sha256": item.sha256,
+                        },
+                        "origin": None,
+                        "envelope": None,
+                        "log_index": None,
+                    }
+                )
+            if custody:
+                s.execute(insert(m.CustodyEvent), custody)
+            incident_id = s.scalar(
+                select(m.Incident.id).where(m.Incident.global_id == manifest.global_id)
+            )
+            assert incident_id is not None
+            s.add(
+                m.IncidentProvenance(
+                    incident_id=incident_id,
+                    origin=manifest.holder,
+                    bundle_id=manifest.bundle_id,
+                    manifest_sha256=bundle.manifest_sha256,
+                    received_at=now,
+                )
+            )
+            receipt = sign_receipt(
+                BundleReceipt(
+                    bundle_id=manifest.bundle_id,
+                    request_id=manifest.request_id,
+                    requester=self.state,
+                    holder=manifest.holder,
+                    manifest_sha256=bundle.manifest_sha256,
+                    sealed_sha256=manifest.sealed_stream.ciphertext_sha256.hex(),
+                    received_at=now.replace(microsecond=0),
+                ),
+                self._key,
+            ).to_json()
+            bundle.verified_offset = bundle.sealed_size
+            bundle.completed_at = now
+            bundle.receipt_envelope = receipt
+            row.state, row.reason, row.updated_at = "delivered", None, now
+            audit(
+                s,
+                actor="node",
+                action="bundle.receive",
+                target=manifest.global_id,
+                outcome="delivered",
+                detail={
+                    "request_id": manifest.request_id,
+                    "bundle_id": manifest.bundle_id,
+                    "from": manifest.holder,
+                    "files": len(manifest.stream_order()),
+                    "sealed_size": bundle.sealed_size,
+                },
+                now=now,
+            )
+            return receipt
+
+    def _undo(self, placed: Sequence[str]) -> None:
+        """Remove blobs placed for a bundle that was then not stored, unless referenced."""
+        if not placed:
+            return
+        with self._storage.blobs.locked(), self._storage.db.read() as s:
+            keep = set(s.scalars(select(m.Blob.sha256).where(m.Blob.sha256.in_(list(placed)))))
+            for digest in placed:
+                if digest not in keep:
+                    self._storage.blobs.remove(digest)
+
+    def receipt(self, row_id: int) -> bytes:
+        with self._storage.db.read() as s:
+            bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()
+            assert bundle.receipt_envelope is not None
+            return bundle.receipt_envelope
+
+    def acknowledged(self, row_id: int) -> None:
+        now = self._clock()
+        with self._storage.db.write() as s:
+            bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()
+            bundle.acknowledged_at = now
+
+
+def _abort_all(writers: Sequence[BlobWriter]) -> None:
+    for writer in writers:
+        writer.abort()
+
+
+def _manifest(bundle: m.Bundle) -> BundleManifest:
+    return BundleManifest.from_payload(Envelope.from_json(bundle.manifest_envelope).payload)
