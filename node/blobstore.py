@@ -108,9 +108,14 @@ class BlobStore:
     def has(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()
 
-    def writer(self, sha256: str) -> BlobWriter:
-        """A blob written from pieces (a received bundle): see BlobWriter."""
-        return BlobWriter(self, sha256)
+    def writer(self, sha256: str, *, staging: Path | None = None) -> BlobWriter:
+        """A blob written from pieces (a received bundle): see BlobWriter. `staging`: a
+        folder of its own under `.staging` (which its owner may clear after a crash)."""
+        return BlobWriter(self, sha256, staging=staging)
+
+    def staging_dir(self, name: str) -> Path:
+        """A folder of `.staging` for one writer of pieces (not created)."""
+        return self._staging / name
 
     def put_file(self, src: Path, sha256: str) -> bool:
         """Store `src` under `sha256`; False if that blob was already held.
@@ -183,11 +188,12 @@ class BlobWriter:
     `finish()` checks the SHA-256 and size and fsyncs it; `place()` moves it into the store.
     `abort()` (or a failed step) leaves nothing behind. At most one piece is in memory."""
 
-    def __init__(self, store: BlobStore, sha256: str) -> None:
+    def __init__(self, store: BlobStore, sha256: str, *, staging: Path | None = None) -> None:
         self.sha256 = sha256
         self._final = store.path_for(sha256)
-        store._staging.mkdir(parents=True, exist_ok=True)
-        self._tmp = store._staging / f"{sha256}.{secrets.token_hex(8)}"
+        folder = staging or store._staging
+        folder.mkdir(parents=True, exist_ok=True)
+        self._tmp = folder / f"{sha256}.{secrets.token_hex(8)}"
         self._hash = hashlib.sha256()
         self.size = 0
         self._encryptor = BlobEncryptor(store._key, bytes.fromhex(sha256))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,7 +102,8 @@ class Transfer:
 class _Carver:
     """The plaintext of the stream cut into the included files, each staged as a blob."""
 
-    def __init__(self, manifest: BundleManifest, storage: NodeStorage) -> None:
+    def __init__(self, manifest: BundleManifest, storage: NodeStorage, staging: Path) -> None:
+        self._staging = staging
         self._items = [
             (i, item) for i, item in enumerate(manifest.evidence) if item.included
         ]  # stream order
@@ -115,7 +117,7 @@ class _Carver:
     def _advance(self) -> None:
         while self._writer is None and self._next < len(self._items):
             index, item = self._items[self._next]
-            writer = self._blobs.writer(item.sha256)
+            writer = self._blobs.writer(item.sha256, staging=self._staging)
             if item.size:
                 self._writer, self._left = writer, item.size
                 return
@@ -172,8 +174,15 @@ class Receiving:
         self.manifest = manifest
         self.sealed_size = manifest.sealed_stream.ciphertext_size
         self._reader = SealedStreamReader(private_key, expected=manifest.sealed_stream)
-        self._carver = _Carver(manifest, storage)
+        # Files staged by an earlier Receiving of this bundle (a process that died) are
+        # rebuilt from the spool: the old ones go first.
+        staging = storage.blobs.staging_dir(f"bundle-{spool.stem}")
+        shutil.rmtree(staging, ignore_errors=True)
+        self.staging = staging
+        self._carver = _Carver(manifest, storage, staging)
         self._unsynced = 0
+        self._written = verified
+        self._broken = False
         spool.parent.mkdir(parents=True, exist_ok=True)
         self._file = spool.open("r+b" if spool.exists() else "w+b")
         try:
@@ -199,26 +208,35 @@ class Receiving:
 
     @property
     def offset(self) -> int:
-        """Sealed bytes received and verified (written to the spool, maybe not synced)."""
-        return self._reader.verified_offset
+        """Sealed bytes received, verified and written to the spool (maybe not synced)."""
+        return self._written
 
     @property
     def done(self) -> bool:
-        return self.offset == self.sealed_size
+        return self._written == self.sealed_size
 
     def feed(self, offset: int, data: bytes) -> None:
-        """One unit from the holder. TransferFault: not the next unit, or it does not verify
-        (this Receiving is unusable then: build another from the spool)."""
-        if offset != self.offset:
+        """One unit from the holder. TransferFault: not the next unit, or it does not verify.
+        After any failure this Receiving is unusable: build another from the spool."""
+        if self._broken:
+            raise RuntimeError("Receiving.feed() after a failure")
+        if offset != self._written:
             raise TransferFault("the holder sent a unit that is not the next one")
         try:
             plaintext = self._reader.feed(data)
         except DecryptionError:
+            self._broken = True
             raise TransferFault("a unit of the stream did not verify") from None
         if self._reader.verified_offset != offset + len(data):
+            self._broken = True
             raise TransferFault("the holder sent a part of a unit")
-        self._carver.write(plaintext)
-        self._file.write(data)
+        try:
+            self._carver.write(plaintext)
+            self._file.write(data)
+        except BaseException:
+            self._broken = True
+            raise
+        self._written += len(data)
         self._unsynced += len(data)
 
     @property
@@ -226,14 +244,16 @@ class Receiving:
         return self._unsynced >= SYNC_BYTES
 
     def sync(self) -> int:
-        """Flush and fsync the spool; the verified length, now on disk."""
+        """Flush and fsync the spool; the verified length, now on disk (OSError if not)."""
         self._file.flush()
         os.fsync(self._file.fileno())
         self._unsynced = 0
-        return self.offset
+        return self._written
 
     def finish(self) -> list[BlobWriter]:
         """The whole stream checked (against the manifest); the staged files."""
+        if self._broken:
+            raise RuntimeError("Receiving.finish() after a failure")
         try:
             self._reader.close()
         except DecryptionError:
@@ -245,6 +265,7 @@ class Receiving:
     def abort(self) -> None:
         self._carver.abort()
         self._file.close()
+        shutil.rmtree(self.staging, ignore_errors=True)
 
     def close(self) -> None:
         self._file.close()
@@ -424,6 +445,15 @@ class BundleReceiver:
             bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()
             bundle.verified_offset = max(bundle.verified_offset, offset)
 
+    def restart(self, row_id: int) -> None:
+        """Forget a damaged spool: the transfer starts again from the first unit."""
+        with self._storage.db.write() as s:
+            bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()
+            bundle.verified_offset = 0
+            spool = self.spool_dir / bundle.spool_name
+        spool.unlink(missing_ok=True)
+        log.warning("bundle.spool_damaged", row=row_id)
+
     # --- storing ------------------------------------------------------------------------
 
     def store(self, row_id: int, receiving: Receiving) -> bytes:
@@ -441,6 +471,7 @@ class BundleReceiver:
             ready = self._record(manifest)
         except BadBundle as e:
             _abort_all(staged)
+            shutil.rmtree(receiving.staging, ignore_errors=True)
             self.quarantine(row_id, str(e))
             raise
         placed: list[str] = []
@@ -465,6 +496,8 @@ class BundleReceiver:
             _abort_all(staged)
             self._undo(placed)
             raise
+        finally:
+            shutil.rmtree(receiving.staging, ignore_errors=True)
         with self._storage.db.read() as s:
             name = s.scalars(
                 select(m.Bundle.spool_name).where(m.Bundle.request_row_id == row_id)

@@ -48,6 +48,7 @@ from node.bundle_receive import BadBundle, BundleBusy, BundleReceiver, Transfer,
 from node.bundle_seal import BundleSealer
 from node.bundles import BundleDesk, BundleRefused
 from node.config import Config
+from node.errors import StorageError
 from node.fedclient import PeerClient, PeerRefusedByError
 from node.fedstore import FederationStore
 from node.ingest import NodeStorage
@@ -481,7 +482,11 @@ class FederationNode:
         except BundleBusy as e:
             return done(None, str(e))
         try:
-            receiving = await asyncio.to_thread(self.receiver.resume, t.row_id)
+            try:
+                receiving = await asyncio.to_thread(self.receiver.resume, t.row_id)
+            except StorageError as e:  # a damaged spool: start the transfer again
+                await asyncio.to_thread(self.receiver.restart, t.row_id)
+                return done(None, f"{e}; the transfer starts again")
             try:
                 if progress is not None:
                     progress(t.request_id, receiving.offset, t.sealed_size)
@@ -500,12 +505,23 @@ class FederationNode:
                 await asyncio.to_thread(self.receiver.save_progress, t.row_id, receiving)
                 if not receiving.done:
                     raise TransferFault("the holder ended the stream before its end")
-            except (TransferFault, FederationError) as e:
-                await asyncio.to_thread(self.receiver.save_progress, t.row_id, receiving)
+            except (TransferFault, FederationError, OSError) as e:
+                error = (
+                    f"the bundle cannot be written to disk ({e.strerror or type(e).__name__}); "
+                    "it continues from the last unit on disk once there is room"
+                    if isinstance(e, OSError)
+                    else str(e)
+                )
+                with contextlib.suppress(OSError):  # what is on disk is kept, nothing more
+                    await asyncio.to_thread(self.receiver.save_progress, t.row_id, receiving)
                 receiving.abort()
                 if isinstance(e, TransferFault):
                     self.alert("bundle-transfer-fault", t.holder, str(e), {})
-                return done(None, str(e))
+                return done(None, error)
+            except BadBundle as e:  # a file does not match the manifest
+                receiving.abort()
+                await asyncio.to_thread(self.receiver.quarantine, t.row_id, str(e))
+                return done("quarantined", str(e))
             except BaseException:
                 receiving.abort()
                 raise
@@ -513,6 +529,8 @@ class FederationNode:
                 await asyncio.to_thread(self.receiver.store, t.row_id, receiving)
             except BadBundle as e:
                 return done("quarantined", str(e))
+            except StorageError as e:
+                return done(None, str(e))
         finally:
             lock.close()
         delivered = Transfer(t.row_id, t.request_id, t.holder, t.bundle_id, t.sealed_size, 0)
