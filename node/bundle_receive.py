@@ -416,7 +416,7 @@ class BundleReceiver:
                     bundle.sealed_size,
                     bundle.verified_offset,
                 )
-                for row, bundle in s.execute(query).tuples()
+                for row, bundle in s.execute(query)
             ]
 
     def lock(self, row_id: int) -> BinaryIO:

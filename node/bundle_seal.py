@@ -23,7 +23,7 @@ import hashlib
 import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -442,6 +442,39 @@ class BundleSealer:
                 now=now,
             )
         log.warning("bundle.seal_failed", request_id=row_id, reason=reason)
+
+    def expire(self) -> int:
+        """Remove the spools of sealed bundles the requester has not acknowledged within
+        `bundles.spool_days` (the request fails, with the reason); how many."""
+        now = self._clock()
+        cutoff = now - timedelta(days=self._settings.spool_days)
+        spools: list[Path] = []
+        with self._storage.db.write() as s:
+            rows = s.execute(
+                select(m.BundleRequestRow, m.Bundle)
+                .join(m.Bundle, m.Bundle.request_row_id == m.BundleRequestRow.id)
+                .where(
+                    m.BundleRequestRow.direction == INCOMING,
+                    m.BundleRequestRow.state.in_(("sealed", "transferring")),
+                    m.Bundle.created_at < cutoff,
+                )
+            )
+            for row, bundle in rows:
+                reason = f"not acknowledged within {self._settings.spool_days} days"
+                row.state, row.reason, row.updated_at = "failed", reason, now
+                audit(
+                    s,
+                    actor="node",
+                    action="bundle.expire",
+                    target=row.global_id,
+                    outcome="failed",
+                    detail={"request_id": row.request_id, "bundle_id": bundle.bundle_id},
+                    now=now,
+                )
+                spools.append(self.spool_dir / bundle.spool_name)
+        for spool in spools:
+            spool.unlink(missing_ok=True)
+        return len(spools)
 
     # --- serving ------------------------------------------------------------------------
 

@@ -441,8 +441,10 @@ class FederationNode:
         return results
 
     async def seal_bundles(self) -> None:
-        """Seal every approved incoming bundle whose log entries are witnessed."""
+        """Seal every approved incoming bundle whose log entries are witnessed; remove the
+        spools of bundles not acknowledged within `bundles.spool_days`."""
         roster = self.store.require_roster()
+        await asyncio.to_thread(self.sealer.expire)
         for outcome in await asyncio.to_thread(self.sealer.seal_ready, roster):
             if outcome.state == "waiting":
                 log.info("bundle.seal_waiting", requester=outcome.requester, why=outcome.detail)

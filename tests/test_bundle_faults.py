@@ -14,6 +14,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -282,11 +283,12 @@ def test_a_restart_resumes_from_the_spool(sealed: Sealed) -> None:
     sealed.receiver.save_progress(sealed.row_id, receiving)
     # Units verified after the last recorded progress are lost in a crash: fed, not synced.
     receiving.feed(*units[half])
-    del receiving  # the process dies; the spool holds more than the recorded length
+    crashed = receiving  # the process dies; the spool holds more than the recorded length
     again = sealed.receiver.resume(sealed.row_id)
     assert again.offset == units[half][0]
     deliver(sealed, again, units)
     assert_delivered(sealed)
+    crashed.abort()  # only closes what the dead process had open
 
 
 def test_ten_interruptions_in_a_row(sealed: Sealed) -> None:
@@ -296,7 +298,7 @@ def test_ten_interruptions_in_a_row(sealed: Sealed) -> None:
     for fed in range(10):  # each attempt gets one unit, then the connection breaks
         receiving.feed(*units[fed])
         sealed.receiver.save_progress(sealed.row_id, receiving)
-        receiving.close()
+        receiving.abort()  # as node.fednode does when a connection breaks
         receiving = sealed.receiver.resume(sealed.row_id)
         assert receiving.offset == units[fed + 1][0]
     deliver(sealed, receiving, units)
@@ -471,3 +473,16 @@ def test_a_receipt_before_the_end_was_sent_is_refused(sealed: Sealed) -> None:
     with pytest.raises(BundleRefused) as e:
         sealed.sealer.acknowledge("CA", _bundle_id(sealed), receipt, roster)
     assert e.value.kind is Refusal.INVALID  # signed by MN, not by the caller
+
+
+def test_an_unfetched_spool_expires(sealed: Sealed) -> None:
+    assert sealed.sealer.expire() == 0
+    sealed.il.clock.now = NOW + timedelta(days=31)  # bundles.spool_days is 30
+    assert sealed.sealer.expire() == 1
+    with sealed.il.storage.db.read() as s:
+        row = s.get(m.BundleRequestRow, sealed.holder_row)
+        assert row is not None and row.state == "failed" and "30 days" in (row.reason or "")
+    assert list(sealed.sealer.spool_dir.glob("*.sealed")) == []
+    with pytest.raises(PeerRefusedByError) as e:
+        _fetch(sealed, MN, _bundle_id(sealed), 0)
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
