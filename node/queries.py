@@ -281,6 +281,7 @@ def search(
                 agencies=tuple(sorted(agencies[r.id])),
                 agent_count=agents[r.id],
                 evidence_count=evidence[r.id],
+                state=r.state,
             )
             for r in page
         )

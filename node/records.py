@@ -190,6 +190,8 @@ class IncidentSummary:
     agencies: tuple[str, ...]
     agent_count: int
     evidence_count: int
+    # The recording state: another member's for an incident received in a bundle.
+    state: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,12 +36,14 @@ def dumps(value: Any) -> str:
 def summaries_table(rows: list[IncidentSummary]) -> Table:
     table = Table(show_lines=False)
     table.add_column("global id", no_wrap=True)
+    table.add_column("state", no_wrap=True)
     table.add_column("occurred (local)", no_wrap=True)
     for name in ("county", "kind", "conduct", "status", "agencies", "ev"):
         table.add_column(name, overflow="fold")
     for r in rows:
         table.add_row(
             r.global_id,
+            r.state,
             r.occurred_at.local.strftime("%Y-%m-%d %H:%M"),
             r.county,
             r.location_kind,

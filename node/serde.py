@@ -189,6 +189,7 @@ def summary_to_proto(s: IncidentSummary) -> pb.IncidentSummary:
         agencies=list(s.agencies),
         agent_count=s.agent_count,
         evidence_count=s.evidence_count,
+        state=s.state,
     )
 
 
@@ -205,6 +206,7 @@ def summary_from_proto(msg: pb.IncidentSummary) -> IncidentSummary:
         agencies=tuple(msg.agencies),
         agent_count=msg.agent_count,
         evidence_count=msg.evidence_count,
+        state=msg.state,
     )
 
 

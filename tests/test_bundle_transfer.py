@@ -194,6 +194,16 @@ def test_a_bundle_is_sealed_streamed_verified_and_stored(pair: Pair) -> None:
         pair.il, select(m.Bundle.receipt_envelope).where(m.Bundle.bundle_id == bundle_id)
     )
     assert receipt is not None
+    # Searches at MN show the received incident under its origin state, and its files
+    # stream to a user like any other (a custody event `viewed` at MN).
+    found = run_json(pair.mn, "incidents", "search")
+    assert {"global_id": gid, "state": "IL"} in [
+        {"global_id": r["global_id"], "state": r["state"]} for r in found
+    ]
+    out = pair.root / "got-clip.mp4"
+    sha = hashlib.sha256(pair.files["clip.mp4"]).hexdigest()
+    run_compact("evidence", "get", gid, sha, "-o", str(out), "--data-dir", str(pair.mn.data_dir))
+    assert out.read_bytes() == pair.files["clip.mp4"]
     # Spools are gone on both sides once delivered and acknowledged.
     wait_for(
         "MN's receipt to be confirmed",

@@ -97,7 +97,7 @@ def test_evidence_round_trip() -> None:
 
 def test_summary_and_page_round_trip() -> None:
     s = IncidentSummary(
-        "IL-x", "E-1", T1, "Cook", None, "school", ("other",), "closed", ("FBI",), 2, 1
+        "IL-x", "E-1", T1, "Cook", None, "school", ("other",), "closed", ("FBI",), 2, 1, "IL"
     )
     page = SearchPage((s, s), "token")
     assert serde.page_from_proto(serde.page_to_proto(page)) == page

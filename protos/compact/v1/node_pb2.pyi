@@ -330,6 +330,7 @@ class IncidentSummary(_message.Message):
     AGENCIES_FIELD_NUMBER: _builtins.int
     AGENT_COUNT_FIELD_NUMBER: _builtins.int
     EVIDENCE_COUNT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     global_id: _builtins.str
     external_id: _builtins.str
     occurred_at: _builtins.str
@@ -339,6 +340,10 @@ class IncidentSummary(_message.Message):
     status: _builtins.str
     agent_count: _builtins.int
     evidence_count: _builtins.int
+    state: _builtins.str
+    """The state that recorded the incident: another member's for an incident this node
+    received in an evidence bundle (its origin).
+    """
     @_builtins.property
     def conduct(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -357,10 +362,11 @@ class IncidentSummary(_message.Message):
         agencies: _abc.Iterable[_builtins.str] | None = ...,
         agent_count: _builtins.int = ...,
         evidence_count: _builtins.int = ...,
+        state: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "agent_count", b"agent_count", "city", b"city", "conduct", b"conduct", "county", b"county", "evidence_count", b"evidence_count", "external_id", b"external_id", "global_id", b"global_id", "location_kind", b"location_kind", "occurred_at", b"occurred_at", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "agent_count", b"agent_count", "city", b"city", "conduct", b"conduct", "county", b"county", "evidence_count", b"evidence_count", "external_id", b"external_id", "global_id", b"global_id", "location_kind", b"location_kind", "occurred_at", b"occurred_at", "state", b"state", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
