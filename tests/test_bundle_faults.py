@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import hashlib
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,14 +27,14 @@ from crypto.checkpoint import parse_checkpoint
 from crypto.dsse import Envelope
 from crypto.note import parse_note
 from crypto.sealing import ABYTES, SealedStreamWriter, header_size
-from federation.bundle import BundleManifest, sign_manifest
+from federation.bundle import BundleManifest, BundleRequest, sign_manifest, sign_request
 from federation.ceremony import open_share
 from federation.naming import witness_signer
 from node import models as m
 from node.blobstore import BlobWriter
 from node.bundle_receive import BadBundle, BundleReceiver, Receiving, TransferFault
 from node.bundle_seal import BundleSealer, iter_units
-from node.bundles import BundleRefused, Refusal
+from node.bundles import OUTGOING, BundleRefused, Refusal, _new_row
 from node.config import BundleSettings, FederationSettings
 from node.fedclient import PeerRefusedByError
 from node.fedservice import FederationServicer, start_federation_server
@@ -138,8 +139,10 @@ def _cosign(il: BundleNode) -> None:
         )
 
 
-@pytest.fixture
-def sealed(tmp_path: Path, compact: Compact) -> Iterator[Sealed]:
+def make_sealed(tmp_path: Path, compact: Compact, *, held: tuple[str, ...] = ()) -> Sealed:
+    """IL with one incident and its files, published and witnessed; MN's request for it
+    (listing `held` files as held by MN, which then imports them itself), approved and
+    sealed."""
     il = make_bundle_node(tmp_path, IL, compact, BundleSettings(chunk_bytes=CHUNK))
     mn = make_bundle_node(tmp_path, MN, compact)
     media = tmp_path / "import" / "media"
@@ -156,7 +159,30 @@ def sealed(tmp_path: Path, compact: Compact) -> Iterator[Sealed]:
     _publish(il, compact, mn)
     _cosign(il)
     roster = il.store.require_roster()
-    row_id, envelope = new_request(mn, gid)
+    if held:
+        mine = [{"path": f"media/{n}", "media_type": "application/octet-stream"} for n in held]
+        own = record("MN-F-1", evidence=mine)
+        own["location"] = {"county": "Hennepin", "state": "MN", "kind": "residence"}
+        assert ingest_file(mn.storage, write_jsonl(tmp_path / "import", [own]), actor="c").imported
+        request = BundleRequest(
+            request_id=str(uuid.uuid4()),
+            requester="MN",
+            holder="IL",
+            incident=gid,
+            purpose="the same video in both states",
+            matter=None,
+            requested_by="analyst.ortiz",
+            requested_at=NOW,
+            held_evidence=tuple(sorted(hashlib.sha256(FILES[n]).hexdigest() for n in held)),
+        )
+        envelope = sign_request(request, MN.signing_key).to_json()
+        with mn.storage.db.write() as s:
+            new_row = _new_row(OUTGOING, request, envelope, now=NOW, sent_at=None)
+            s.add(new_row)
+            s.flush()
+            row_id = new_row.id
+    else:
+        row_id, envelope = new_request(mn, gid)
     status = il.desk.receive_request("MN", envelope, roster)
     assert status.state == "approved"
     mn.desk.record_status(row_id, status, roster)
@@ -181,9 +207,15 @@ def sealed(tmp_path: Path, compact: Compact) -> Iterator[Sealed]:
         clock=mn.clock,
         alert=lambda kind, state, message, _e: alerts.append((kind, state, message)),
     )
-    yield Sealed(il, mn, sealer, receiver, row_id, holder_row, gid, alerts)
-    il.storage.db.dispose()
-    mn.storage.db.dispose()
+    return Sealed(il, mn, sealer, receiver, row_id, holder_row, gid, alerts)
+
+
+@pytest.fixture
+def sealed(tmp_path: Path, compact: Compact) -> Iterator[Sealed]:
+    made = make_sealed(tmp_path, compact)
+    yield made
+    made.il.storage.db.dispose()
+    made.mn.storage.db.dispose()
 
 
 def manifest_of(sealed: Sealed) -> bytes:
@@ -486,3 +518,19 @@ def test_an_unfetched_spool_expires(sealed: Sealed) -> None:
     with pytest.raises(PeerRefusedByError) as e:
         _fetch(sealed, MN, _bundle_id(sealed), 0)
     assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_evidence_the_requester_holds_is_not_sent_again(tmp_path: Path, compact: Compact) -> None:
+    sealed = make_sealed(tmp_path, compact, held=("photo.jpg",))
+    try:
+        manifest = BundleManifest.from_payload(Envelope.from_json(manifest_of(sealed)).payload)
+        assert [e.delivery for e in manifest.evidence] == ["included", "included", "held"]
+        sent = len(FILES["clip.mp4"]) + len(FILES["note.txt"])
+        assert manifest.sealed_stream.plaintext_size == sent
+        accept(sealed)
+        receiving = sealed.receiver.resume(sealed.row_id)
+        deliver(sealed, receiving, sealed.units())
+        assert_delivered(sealed)  # the held file is there: MN's own copy
+    finally:
+        sealed.il.storage.db.dispose()
+        sealed.mn.storage.db.dispose()
