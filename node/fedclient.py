@@ -412,14 +412,15 @@ class PeerClient:
     def _translate(self, method: str, e: grpc.aio.AioRpcError) -> PeerCallError:
         code, details = e.code(), _details(e)
         if code in _UNAVAILABLE:
-            what = (
-                "did not answer in time"
-                if code == grpc.StatusCode.DEADLINE_EXCEEDED
-                else (
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                what = "did not answer in time"
+            elif "stream removed" in details.lower() or "socket closed" in details.lower():
+                what = "closed the connection during the call"
+            else:
+                what = (
                     "is unreachable or the TLS handshake failed (its certificate is not the one "
                     "the roster pins, or it does not trust ours)"
                 )
-            )
             return PeerUnavailableError(
                 self.state, f"{self.state} ({self.member.endpoint}) {what}: {details}", code
             )

@@ -86,8 +86,13 @@ class Pair:
         run_compact("ingest", str(path), "--data-dir", str(self.il.data_dir))
         rows = db_rows(self.il, select(m.Incident.external_id, m.Incident.global_id))
         self.ids = {str(e): str(g) for e, g in rows}
-        self.procs: list[NodeProcess] = [start_node(self.il), start_node(self.mn)]
-        self.witness()
+        self.procs: list[NodeProcess] = []
+        try:
+            self.procs += [start_node(self.il), start_node(self.mn)]
+            self.witness()
+        except BaseException:
+            self.stop()
+            raise
 
     def witness(self) -> None:
         """MN syncs with IL until it has cosigned a checkpoint holding everything IL
