@@ -144,7 +144,7 @@ class BlobStore:
                 raise EvidenceChangedError("an evidence file changed while it was being imported")
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -239,7 +239,7 @@ class BlobWriter:
                 return False
             self._final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self._tmp, self._final)
-            _fsync_dir(self._final.parent)
+            fsync_dir(self._final.parent)
         finally:
             self._tmp.unlink(missing_ok=True)
         return True
@@ -249,7 +249,7 @@ class BlobWriter:
         self._tmp.unlink(missing_ok=True)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -39,6 +39,7 @@ from typing import BinaryIO, Final
 import structlog
 from sqlalchemy import insert, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from crypto import signing, x25519
 from crypto.dsse import Envelope
@@ -59,7 +60,7 @@ from federation.roster import Roster
 from node import models as m
 from node.blobstore import BlobWriter, EvidenceChangedError
 from node.bundle_record import record_from_manifest
-from node.bundle_seal import spool_path, unit_count
+from node.bundle_seal import manifest_of, spool_path, unit_count
 from node.bundles import OUTGOING, BundleRefused, Refusal
 from node.errors import StorageError
 from node.evidence import ResolvedEvidence
@@ -172,6 +173,7 @@ class Receiving:
         verified: int,
     ) -> None:
         self.manifest = manifest
+        self.spool = spool
         self.sealed_size = manifest.sealed_stream.ciphertext_size
         self._reader = SealedStreamReader(private_key, expected=manifest.sealed_stream)
         # Files staged by an earlier Receiving of this bundle (a process that died) are
@@ -433,8 +435,8 @@ class BundleReceiver:
 
     def resume(self, row_id: int) -> Receiving:
         with self._storage.db.read() as s:
-            bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()
-            manifest = _manifest(bundle)
+            bundle = _bundle_of(s, row_id)
+            manifest = manifest_of(bundle)
             spool, verified = self.spool_dir / bundle.spool_name, bundle.verified_offset
         return Receiving(manifest, self._private, self._storage, spool, verified)
 
@@ -442,13 +444,13 @@ class BundleReceiver:
         """Record the verified length once the spool holds it on disk."""
         offset = receiving.sync()
         with self._storage.db.write() as s:
-            bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()
+            bundle = _bundle_of(s, row_id)
             bundle.verified_offset = max(bundle.verified_offset, offset)
 
     def restart(self, row_id: int) -> None:
         """Forget a damaged spool: the transfer starts again from the first unit."""
         with self._storage.db.write() as s:
-            bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()
+            bundle = _bundle_of(s, row_id)
             bundle.verified_offset = 0
             spool = self.spool_dir / bundle.spool_name
         spool.unlink(missing_ok=True)
@@ -498,11 +500,7 @@ class BundleReceiver:
             raise
         finally:
             shutil.rmtree(receiving.staging, ignore_errors=True)
-        with self._storage.db.read() as s:
-            name = s.scalars(
-                select(m.Bundle.spool_name).where(m.Bundle.request_row_id == row_id)
-            ).one()
-        (self.spool_dir / name).unlink(missing_ok=True)
+        receiving.spool.unlink(missing_ok=True)
         return receipt
 
     def _record(self, manifest: BundleManifest) -> Ready:
@@ -532,7 +530,7 @@ class BundleReceiver:
         now = self._clock()
         with self._storage.db.write() as s:
             row = s.get(m.BundleRequestRow, row_id)
-            bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()
+            bundle = _bundle_of(s, row_id)
             assert row is not None
             if row.state != "transferring":
                 raise StorageError(f"the request is {row.state} now")
@@ -651,14 +649,14 @@ class BundleReceiver:
 
     def receipt(self, row_id: int) -> bytes:
         with self._storage.db.read() as s:
-            bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()
+            bundle = _bundle_of(s, row_id)
             assert bundle.receipt_envelope is not None
             return bundle.receipt_envelope
 
     def acknowledged(self, row_id: int) -> None:
         now = self._clock()
         with self._storage.db.write() as s:
-            bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()
+            bundle = _bundle_of(s, row_id)
             bundle.acknowledged_at = now
 
 
@@ -667,5 +665,6 @@ def _abort_all(writers: Sequence[BlobWriter]) -> None:
         writer.abort()
 
 
-def _manifest(bundle: m.Bundle) -> BundleManifest:
-    return BundleManifest.from_payload(Envelope.from_json(bundle.manifest_envelope).payload)
+def _bundle_of(s: Session, row_id: int) -> m.Bundle:
+    """The bundle of outgoing request row `row_id` (stored with its verified manifest)."""
+    return s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row_id)).one()

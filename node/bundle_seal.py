@@ -48,6 +48,7 @@ from federation.bundle import (
 )
 from federation.roster import Roster
 from node import models as m
+from node.blobstore import fsync_dir
 from node.bundle_record import incident_record
 from node.bundles import INCOMING, BundleRefused, Refusal
 from node.config import BundleSettings
@@ -55,13 +56,11 @@ from node.errors import StorageError
 from node.ingest import NodeStorage
 from node.queries import audit, incident_view
 from node.records import Timestamp
-from node.translog import TransparencyLog
+from node.translog import TransparencyLog, cosignature_lines
 
 log = structlog.get_logger("compact.bundles")
 
 SPOOL_SUFFIX: Final = ".sealed"
-#: Cosignature lines carried with a manifest's checkpoint (as GetCheckpoint sends them).
-MAX_COSIGNATURES: Final = 64
 _READ: Final = 1 << 20
 
 
@@ -95,14 +94,6 @@ def iter_units(path: Path, offset: int, sealed_size: int, chunk_size: int) -> Ge
                 raise StorageError("a bundle spool file is shorter than its bundle")
             yield data
             offset += size
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -286,13 +277,7 @@ class BundleSealer:
         if stored is None:
             return None
         note = stored.note
-        lines = s.scalars(
-            select(m.LogCosignature.signature_line)
-            .where(m.LogCosignature.size == size, m.LogCosignature.witness.in_(others))
-            .order_by(m.LogCosignature.witness)
-            .limit(MAX_COSIGNATURES)
-        )
-        for line in lines:
+        for line in cosignature_lines(s, size, witnesses=others):
             note = add_cosignature(note, line)
         return note, int(size)
 
@@ -490,7 +475,7 @@ class BundleSealer:
                 )
             if row.state not in ("sealed", "transferring"):
                 raise BundleRefused(Refusal.FAILED_PRECONDITION, f"bundle_id: it is {row.state}")
-            chunk_size = _manifest(bundle).sealed_stream.chunk_size
+            chunk_size = manifest_of(bundle).sealed_stream.chunk_size
             if not unit_boundary(offset, bundle.sealed_size, chunk_size):
                 raise BundleRefused(
                     Refusal.OUT_OF_RANGE,
@@ -535,7 +520,7 @@ class BundleSealer:
             if row is None or bundle is None or bundle.verified_offset >= bundle.sealed_size:
                 return
             bundle.verified_offset = bundle.sealed_size
-            manifest = _manifest(bundle)
+            manifest = manifest_of(bundle)
             included = {e.position for e in manifest.stream_order()}
             items = s.scalars(
                 select(m.EvidenceItem)
@@ -587,7 +572,7 @@ class BundleSealer:
                 raise BundleRefused(
                     Refusal.ALREADY_EXISTS, "receipt: the bundle was acknowledged already"
                 )
-            manifest = _manifest(bundle)
+            manifest = manifest_of(bundle)
             if (
                 got.manifest_sha256 != bundle.manifest_sha256
                 or got.request_id != row.request_id
@@ -618,7 +603,7 @@ class BundleSealer:
         spool.unlink(missing_ok=True)
 
 
-def _manifest(bundle: m.Bundle) -> BundleManifest:
+def manifest_of(bundle: m.Bundle) -> BundleManifest:
     """The manifest this node signed (holder) or verified (requester) before storing it."""
     return BundleManifest.from_payload(Envelope.from_json(bundle.manifest_envelope).payload)
 

@@ -535,8 +535,7 @@ class FederationNode:
                 return done(None, str(e))
         finally:
             lock.close()
-        delivered = Transfer(t.row_id, t.request_id, t.holder, t.bundle_id, t.sealed_size, 0)
-        await self._acknowledge(delivered, peers)
+        await self._acknowledge(t, peers)
         return done("delivered", None)
 
     async def _acknowledge(self, t: Transfer, peers: dict[str, tuple[Member, bytes]]) -> None:

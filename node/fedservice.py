@@ -53,7 +53,7 @@ from node.config import FederationSettings, parse_host_port
 from node.db import Database
 from node.errors import StorageError
 from node.fedstore import FederationStore
-from node.translog import TransparencyLog
+from node.translog import TransparencyLog, cosignature_lines
 
 log = structlog.get_logger("compact.federation.server")
 
@@ -72,7 +72,6 @@ MAX_COSIGNATURE_LINE: Final = 1024
 MAX_CLOCK_SKEW_SECONDS: Final = 600  # between a witness's clock and this node's
 DEFAULT_MAX_RECEIVE_BYTES: Final = 4 * 1024 * 1024
 #: Cosignature lines appended to a served checkpoint (a note holds at most 100 lines).
-_MAX_COSIGNATURES: Final = 64
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -249,7 +248,7 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
                     "old_size", f"{old_size} is larger than the newest checkpoint ({size})"
                 )
             lines = await asyncio.to_thread(_cosignature_lines, self._db, size)
-            for line in lines[:_MAX_COSIGNATURES]:
+            for line in lines:
                 try:
                     note = add_cosignature(note, line)
                 except EncodingError:  # stored only after it verified: never expected
@@ -592,13 +591,7 @@ def _bundle_status(status: RequestStatus) -> pb.BundleStatus:
 
 def _cosignature_lines(db: Database, size: int) -> list[str]:
     with db.read() as s:
-        return list(
-            s.scalars(
-                select(m.LogCosignature.signature_line)
-                .where(m.LogCosignature.size == size)
-                .order_by(m.LogCosignature.witness)
-            )
-        )
+        return cosignature_lines(s, size)
 
 
 def _has_checkpoint(db: Database, size: int) -> bool:

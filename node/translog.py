@@ -173,6 +173,21 @@ class TransparencyLog:
             )
 
 
+#: Cosignature lines served or carried with one checkpoint.
+MAX_COSIGNATURES: Final = 64
+
+
+def cosignature_lines(
+    s: Session, size: int, *, witnesses: Sequence[str] | None = None
+) -> list[str]:
+    """The stored cosignature lines of this log's checkpoint of `size` (of `witnesses`
+    only, if given), in witness order, at most MAX_COSIGNATURES."""
+    query = select(m.LogCosignature.signature_line).where(m.LogCosignature.size == size)
+    if witnesses is not None:
+        query = query.where(m.LogCosignature.witness.in_(witnesses))
+    return list(s.scalars(query.order_by(m.LogCosignature.witness).limit(MAX_COSIGNATURES)))
+
+
 def _size(s: Session) -> int:
     last = s.scalar(select(func.max(m.LogEntry.index)))
     return 0 if last is None else int(last) + 1

@@ -57,7 +57,8 @@ from tests.nodeproc import (
     set_setting,
     start_node,
 )
-from tests.test_bundle_transfer import Pair, run_json, wait_for
+from tests.test_bundle_cli import run_json
+from tests.test_bundle_transfer import Pair, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -10,7 +10,6 @@ ports from the OS.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,6 @@ import pytest
 from sqlalchemy import select
 
 from node import models as m
-from node.config import Config
 from tests.helpers import record, write_jsonl
 from tests.nodeproc import (
     NodeProcess,
@@ -31,15 +29,11 @@ from tests.nodeproc import (
     set_setting,
     start_node,
 )
+from tests.test_bundle_cli import run_json
 
 pytestmark = pytest.mark.timeout(300)
 
 CHUNK = 4096
-
-
-def run_json(config: Config, *args: str, ok: bool = True) -> Any:
-    result = run_compact(*args, "--json", "--data-dir", str(config.data_dir), ok=ok)
-    return json.loads(result.stdout)
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
