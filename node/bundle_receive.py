@@ -7,10 +7,10 @@
    `transferring`. A manifest that fails is quarantined (`quarantined`, the reason, the
    manifest kept beside the spool, an alert).
 2. **Stream** (`Receiving`): each unit from FetchBundle must start where the last ended;
-   it is verified by the sealed-stream reader, its plaintext written at once to the
-   evidence files being staged (encrypted at rest, node.blobstore.BlobWriter, each
-   checked against its SHA-256 in the manifest when complete), and the unit appended to
-   the spool. The spool is fsynced and its verified length recorded every
+   it is verified by the sealed-stream reader, then two threads take it: one appends the
+   unit to the spool, the other writes its plaintext to the evidence files being staged
+   (encrypted at rest, node.blobstore.BlobWriter, each checked against its SHA-256 in the
+   manifest when complete). The spool is fsynced and its verified length recorded every
    `SYNC_BYTES` and when a stream ends, so the recorded length is never ahead of the
    bytes on disk. After a broken connection or a bad unit the transfer continues from the
    last verified unit; after a restart the spool is cut to the recorded length and read
@@ -27,9 +27,12 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
+import queue
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,6 +75,10 @@ log = structlog.get_logger("compact.bundles")
 
 #: The spool is fsynced and its verified length recorded at least this often.
 SYNC_BYTES: Final = 32 * 1024 * 1024
+
+#: Units waiting for the spool thread, and for the staging thread, at most (1 MiB each at
+#: the default chunk size).
+PIPELINE_UNITS: Final = 8
 
 
 class TransferFault(Exception):
@@ -160,9 +167,60 @@ class _Carver:
             writer.abort()
 
 
+class _Worker:
+    """One thread doing jobs in order from a bounded queue. Its first error is kept (the
+    jobs after it are dropped, so that nobody waits on a full queue) and raised by the next
+    `put` or `drain`."""
+
+    def __init__(self, name: str, depth: int) -> None:
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(depth)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                if self.error is None:
+                    job()
+            except BaseException as e:  # noqa: BLE001 - raised in the thread that feeds this one
+                self.error = e
+            finally:
+                self._jobs.task_done()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, job: Callable[[], None]) -> None:
+        """Queue a job (waiting while the queue is full); the error of an earlier one."""
+        self.check()
+        self._jobs.put(job)
+
+    def drain(self) -> None:
+        """Wait until every queued job is done; the first error of any."""
+        self._jobs.join()
+        self.check()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+
 class Receiving:
     """One bundle being received in this process: the stream reader, the files being
-    staged and the spool. Built from the spool (`verified` bytes, read again)."""
+    staged and the spool. Built from the spool (`verified` bytes, read again).
+
+    `feed` verifies and decrypts a unit on the calling thread, so a unit that does not
+    verify is refused at once. Writing it to the spool and staging its plaintext happen
+    on two threads of their own, each behind a queue of `PIPELINE_UNITS` units, so that
+    receiving, verifying and writing overlap. An error of either thread (a full disk, a
+    file that does not match its SHA-256) is raised by a later `feed`, by `sync` (the
+    spool's) or by `settle`/`finish` (either's)."""
 
     def __init__(
         self,
@@ -182,9 +240,11 @@ class Receiving:
         shutil.rmtree(staging, ignore_errors=True)
         self.staging = staging
         self._carver = _Carver(manifest, storage, staging)
-        self._unsynced = 0
-        self._written = verified
+        self._received = verified  # verified by the reader, queued for the spool
+        self._written = verified  # in the spool file (maybe not synced); spool thread
+        self._synced = verified
         self._broken = False
+        self._workers: tuple[_Worker, _Worker] | None = None
         spool.parent.mkdir(parents=True, exist_ok=True)
         self._file = spool.open("r+b" if spool.exists() else "w+b")
         try:
@@ -207,22 +267,25 @@ class Receiving:
         except BaseException:
             self.abort()
             raise
+        self._spooler = _Worker(f"bundle-spool-{spool.stem}", PIPELINE_UNITS)
+        self._staging = _Worker(f"bundle-stage-{spool.stem}", PIPELINE_UNITS)
+        self._workers = (self._spooler, self._staging)
 
     @property
     def offset(self) -> int:
-        """Sealed bytes received, verified and written to the spool (maybe not synced)."""
-        return self._written
+        """Sealed bytes received and verified (on disk once `sync` returns)."""
+        return self._received
 
     @property
     def done(self) -> bool:
-        return self._written == self.sealed_size
+        return self._received == self.sealed_size
 
     def feed(self, offset: int, data: bytes) -> None:
         """One unit from the holder. TransferFault: not the next unit, or it does not verify.
         After any failure this Receiving is unusable: build another from the spool."""
         if self._broken:
             raise RuntimeError("Receiving.feed() after a failure")
-        if offset != self._written:
+        if offset != self._received:
             raise TransferFault("the holder sent a unit that is not the next one")
         try:
             plaintext = self._reader.feed(data)
@@ -233,29 +296,44 @@ class Receiving:
             self._broken = True
             raise TransferFault("the holder sent a part of a unit")
         try:
-            self._carver.write(plaintext)
-            self._file.write(data)
+            self._spooler.put(functools.partial(self._append, data))
+            self._staging.put(functools.partial(self._carver.write, plaintext))
         except BaseException:
             self._broken = True
             raise
+        self._received += len(data)
+
+    def _append(self, data: bytes) -> None:  # the spool thread
+        self._file.write(data)
         self._written += len(data)
-        self._unsynced += len(data)
 
     @property
     def due(self) -> bool:
-        return self._unsynced >= SYNC_BYTES
+        return self._received - self._synced >= SYNC_BYTES
 
     def sync(self) -> int:
-        """Flush and fsync the spool; the verified length, now on disk (OSError if not)."""
+        """Write out, flush and fsync the spool; the verified length now on disk (OSError
+        if not). After a failure elsewhere it still saves what the spool holds."""
+        self._spooler.drain()
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._unsynced = 0
+        self._synced = self._written
         return self._written
+
+    def settle(self) -> None:
+        """Wait until every unit fed is in the spool and staged; the first error of either."""
+        try:
+            for worker in self._workers or ():
+                worker.drain()
+        except BaseException:
+            self._broken = True
+            raise
 
     def finish(self) -> list[BlobWriter]:
         """The whole stream checked (against the manifest); the staged files."""
         if self._broken:
             raise RuntimeError("Receiving.finish() after a failure")
+        self.settle()
         try:
             self._reader.close()
         except DecryptionError:
@@ -264,12 +342,18 @@ class Receiving:
             raise BadBundle("sealed_stream: fewer bytes than the files it carries")
         return list(self._carver.finished)
 
+    def _stop(self) -> None:
+        for worker in self._workers or ():
+            worker.stop()
+
     def abort(self) -> None:
+        self._stop()
         self._carver.abort()
         self._file.close()
         shutil.rmtree(self.staging, ignore_errors=True)
 
     def close(self) -> None:
+        self._stop()
         self._file.close()
 
 

@@ -26,10 +26,10 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import structlog
@@ -62,6 +62,43 @@ PUBLISH_POLL_SECONDS = 2.0
 # Entries stored per transaction while catching up: one commit, and each index page
 # written once, for several requests' worth.
 STORE_GROUP = 5000
+T = TypeVar("T")
+# Units of a bundle read from the holder ahead of the one being verified (1 MiB each at
+# the default chunk size), so that the network does not wait for the disk.
+READ_AHEAD_UNITS = 8
+
+
+async def read_ahead(source: AsyncIterator[T], depth: int) -> AsyncGenerator[T]:
+    """The items of `source`, read by a task of their own up to `depth` ahead of the
+    consumer. Its error is raised where the item would have been; leaving early stops it."""
+    items: asyncio.Queue[tuple[T] | Exception | None] = asyncio.Queue(depth)
+
+    async def pump() -> None:
+        try:
+            async for item in source:
+                await items.put((item,))
+        except Exception as e:  # noqa: BLE001 - raised to the consumer, in order
+            await items.put(e)
+        else:
+            await items.put(None)
+        finally:  # a generator left at a yield is closed now, not when collected
+            close = getattr(source, "aclose", None)
+            if close is not None:
+                await close()
+
+    task = asyncio.create_task(pump())
+    try:
+        while True:
+            got = await items.get()
+            if got is None:
+                return
+            if isinstance(got, Exception):
+                raise got
+            yield got[0]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @dataclass(frozen=True)
@@ -494,16 +531,21 @@ class FederationNode:
                     progress(t.request_id, receiving.offset, t.sealed_size)
                 if not receiving.done:
                     async with self.client(*peers[t.holder]) as c:
-                        async for offset, data in c.fetch_bundle(t.bundle_id, receiving.offset):
-                            await asyncio.to_thread(receiving.feed, offset, data)
-                            if progress is not None:
-                                progress(t.request_id, receiving.offset, t.sealed_size)
-                            if receiving.due:
-                                await asyncio.to_thread(
-                                    self.receiver.save_progress, t.row_id, receiving
-                                )
-                            if receiving.done:
-                                break
+                        units = c.fetch_bundle(t.bundle_id, receiving.offset)
+                        async with contextlib.aclosing(
+                            read_ahead(units, READ_AHEAD_UNITS)
+                        ) as ahead:
+                            async for offset, data in ahead:
+                                await asyncio.to_thread(receiving.feed, offset, data)
+                                if progress is not None:
+                                    progress(t.request_id, receiving.offset, t.sealed_size)
+                                if receiving.due:
+                                    await asyncio.to_thread(
+                                        self.receiver.save_progress, t.row_id, receiving
+                                    )
+                                if receiving.done:
+                                    break
+                await asyncio.to_thread(receiving.settle)
                 await asyncio.to_thread(self.receiver.save_progress, t.row_id, receiving)
                 if not receiving.done:
                     raise TransferFault("the holder ended the stream before its end")
