@@ -113,6 +113,12 @@ class RequestInfo:
     created_at: datetime
     sent_at: datetime | None
     updated_at: datetime
+    # The sealed stream, once there is one: its size, and how far it has gone. Outgoing:
+    # bytes received, verified and on disk (recorded every 32 MiB and when a transfer
+    # stops). Incoming: whether the requester has fetched it to its end.
+    sealed_bytes: int | None = None
+    received_bytes: int | None = None
+    sent_in_full: bool | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -133,6 +139,9 @@ class RequestInfo:
             "created_at": self.created_at.isoformat(),
             "sent_at": self.sent_at.isoformat() if self.sent_at else None,
             "updated_at": self.updated_at.isoformat(),
+            "sealed_bytes": self.sealed_bytes,
+            "received_bytes": self.received_bytes,
+            "sent_in_full": self.sent_in_full,
         }
 
 
@@ -148,8 +157,14 @@ def _decision_of(envelope: bytes | None) -> BundleDecision | None:
     return BundleDecision.from_payload(Envelope.from_json(envelope).payload)
 
 
-def _info(row: m.BundleRequestRow) -> RequestInfo:
+def _info_of(s: Session, row: m.BundleRequestRow) -> RequestInfo:
+    bundle = s.scalars(select(m.Bundle).where(m.Bundle.request_row_id == row.id)).first()
+    return _info(row, bundle)
+
+
+def _info(row: m.BundleRequestRow, bundle: m.Bundle | None) -> RequestInfo:
     decision = _decision_of(row.decision_envelope)
+    outgoing = row.direction == OUTGOING
     return RequestInfo(
         id=row.id,
         direction=row.direction,
@@ -168,6 +183,11 @@ def _info(row: m.BundleRequestRow) -> RequestInfo:
         created_at=row.created_at,
         sent_at=row.sent_at,
         updated_at=row.updated_at,
+        sealed_bytes=bundle.sealed_size if bundle else None,
+        received_bytes=bundle.verified_offset if bundle and outgoing else None,
+        sent_in_full=bundle.verified_offset >= bundle.sealed_size
+        if bundle and not outgoing
+        else None,
     )
 
 
@@ -365,7 +385,7 @@ class BundleDesk:
                 reason=reason,
                 redactions=tuple(sorted(set(redactions))),
             )
-            return _info(row)
+            return _info_of(s, row)
 
     def _incoming(self, s: Session, ref: str) -> m.BundleRequestRow:
         return _by_ref(s, ref, direction=INCOMING)
@@ -476,7 +496,7 @@ class BundleDesk:
                 detail={"request_id": request.request_id, "holder": holder, "matter": matter},
                 now=now,
             )
-            return _info(row), envelope
+            return _info_of(s, row), envelope
 
     def unsettled(self) -> list[tuple[int, str, str, bytes]]:
         """Outgoing requests whose outcome is still open at the holder: (row id, holder,
@@ -526,14 +546,14 @@ class BundleDesk:
             if status.state == "failed" and row.state in ("pending", "approved"):
                 row.state, row.updated_at = "failed", now
                 row.reason = f"{row.holder} could not prepare the bundle"
-            return _info(row)
+            return _info_of(s, row)
 
     def info(self, row_id: int) -> RequestInfo:
         with self._storage.db.read() as s:
             row = s.get(m.BundleRequestRow, row_id)
             if row is None:
                 raise BundleRefused(Refusal.NOT_FOUND, "no such request")
-            return _info(row)
+            return _info_of(s, row)
 
     def fail(self, row_id: int, reason: str) -> None:
         """An outgoing request that cannot succeed (the holder refused it, or answered with
@@ -574,18 +594,22 @@ def list_requests(
 ) -> list[RequestInfo]:
     """Bundle requests, oldest first, optionally of one direction and state."""
     with db.read() as s:
-        query = select(m.BundleRequestRow).order_by(m.BundleRequestRow.id)
+        query = (
+            select(m.BundleRequestRow, m.Bundle)
+            .outerjoin(m.Bundle, m.Bundle.request_row_id == m.BundleRequestRow.id)
+            .order_by(m.BundleRequestRow.id)
+        )
         if direction is not None:
             query = query.where(m.BundleRequestRow.direction == direction)
         if state is not None:
             query = query.where(m.BundleRequestRow.state == state)
-        return [_info(r) for r in s.scalars(query)]
+        return [_info(r, b) for r, b in s.execute(query).tuples()]
 
 
 def get_request(db: Database, ref: str) -> RequestInfo:
     """One request by request id (either direction), or `STATE:request id` (the requester)."""
     with db.read() as s:
-        return _info(_by_ref(s, ref))
+        return _info_of(s, _by_ref(s, ref))
 
 
 def _by_ref(s: Session, ref: str, *, direction: str | None = None) -> m.BundleRequestRow:

@@ -34,6 +34,23 @@ def _user(value: str | None) -> str:
     return value or getpass.getuser()
 
 
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _transfer(info: Any) -> str:
+    """How far a request's sealed bundle has gone ("" before it is sealed)."""
+    if info.sealed_bytes is None:
+        return ""
+    size = _megabytes(info.sealed_bytes)
+    if info.received_bytes is not None:  # outgoing: what is verified and on disk
+        if info.received_bytes >= info.sealed_bytes:
+            return f"{size} received"
+        done = 100 * info.received_bytes // max(info.sealed_bytes, 1)
+        return f"{_megabytes(info.received_bytes)} of {size} ({done}%)"
+    return f"{size} sent" if info.sent_in_full else f"{size} sealed"
+
+
 def _print_info(info: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info.to_json(), indent=2))
@@ -52,6 +69,8 @@ def _print_info(info: Any, as_json: bool) -> None:
         console.print(f"  redacted: {', '.join(info.redactions)}", highlight=False)
     if info.reason:
         console.print(f"  reason: {info.reason}", highlight=False)
+    if info.sealed_bytes is not None:
+        console.print(f"  bundle: {_transfer(info)}", highlight=False)
 
 
 @bundle_group.command("request")
@@ -205,7 +224,9 @@ def list_cmd(data_dir: Path, direction: str | None, state: str | None, as_json: 
         return
     from rich.table import Table
 
-    table = Table("request id", "direction", "peer", "incident", "state", "requested by", "when")
+    table = Table(
+        "request id", "direction", "peer", "incident", "state", "bundle", "requested by", "when"
+    )
     for r in rows:
         peer = r.holder if r.direction == "outgoing" else r.requester
         table.add_row(
@@ -214,6 +235,7 @@ def list_cmd(data_dir: Path, direction: str | None, state: str | None, as_json: 
             peer,
             r.global_id,
             r.state,
+            _transfer(r),
             r.requested_by,
             r.created_at.strftime("%Y-%m-%d %H:%M"),
         )

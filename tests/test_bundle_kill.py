@@ -242,6 +242,18 @@ def resume(pair: KillPair, row_id: int, request_id: str, tries: int = 1) -> None
     verified, sealed_size = progress(pair, row_id)
     spool = pair.mn.bundle_dir / f"{row_id}.sealed"
     assert SYNC_BYTES <= verified < sealed_size
+    # `compact bundle show|list` tell how far the transfer has gone.
+    shown = run_json(pair.mn, "bundle", "show", request_id)
+    assert (shown["received_bytes"], shown["sealed_bytes"]) == (verified, sealed_size)
+    listed = compact(
+        "bundle", "list", "--outgoing", "--data-dir", str(pair.mn.data_dir),
+        env={"COLUMNS": "250"},  # the table on one line a row
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    percent = 100 * verified // sealed_size
+    assert f"{verified / 1e6:,.1f} MB of {sealed_size / 1e6:,.1f} MB ({percent}%)" in (
+        " ".join(listed.stderr.split())
+    )
     assert spool.stat().st_size >= verified  # the recorded bytes are on disk
     holder = pair.holder()
     with spool.open("rb") as held:

@@ -150,7 +150,16 @@ def test_a_bundle_is_sealed_streamed_verified_and_stored(pair: Pair) -> None:
     )
     shown = run_json(pair.mn, "bundle", "show", request_id)
     assert shown["state"] == "delivered"
+    assert shown["received_bytes"] == shown["sealed_bytes"] > 0
+    assert shown["sent_in_full"] is None  # only the holder's side says that
     wait_for("IL to take the receipt", lambda: pair.incoming_state(request_id) == "delivered")
+    [incoming] = [
+        r
+        for r in run_json(pair.il, "bundle", "list", "--incoming")
+        if r["request_id"] == request_id
+    ]
+    assert incoming["sent_in_full"] is True and incoming["received_bytes"] is None
+    assert incoming["sealed_bytes"] == shown["sealed_bytes"]
 
     # The incident is stored under IL, with its provenance and every file.
     [(state, incident_id)] = db_rows(
