@@ -78,7 +78,7 @@ SYNC_BYTES: Final = 32 * 1024 * 1024
 
 #: Units waiting for the spool thread, and for the staging thread, at most (1 MiB each at
 #: the default chunk size).
-PIPELINE_UNITS: Final = 8
+PIPELINE_UNITS: Final = 4
 
 
 class TransferFault(Exception):

@@ -27,6 +27,7 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -44,7 +45,14 @@ from federation.errors import FederationError
 from federation.naming import witness_signer
 from federation.roster import Member, Roster
 from node import models as m
-from node.bundle_receive import BadBundle, BundleBusy, BundleReceiver, Transfer, TransferFault
+from node.bundle_receive import (
+    BadBundle,
+    BundleBusy,
+    BundleReceiver,
+    Receiving,
+    Transfer,
+    TransferFault,
+)
 from node.bundle_seal import BundleSealer
 from node.bundles import BundleDesk, BundleRefused
 from node.config import Config
@@ -65,7 +73,7 @@ STORE_GROUP = 5000
 T = TypeVar("T")
 # Units of a bundle read from the holder ahead of the one being verified (1 MiB each at
 # the default chunk size), so that the network does not wait for the disk.
-READ_AHEAD_UNITS = 8
+READ_AHEAD_UNITS = 4
 
 
 async def read_ahead(source: AsyncIterator[T], depth: int) -> AsyncGenerator[T]:
@@ -531,20 +539,7 @@ class FederationNode:
                     progress(t.request_id, receiving.offset, t.sealed_size)
                 if not receiving.done:
                     async with self.client(*peers[t.holder]) as c:
-                        units = c.fetch_bundle(t.bundle_id, receiving.offset)
-                        async with contextlib.aclosing(
-                            read_ahead(units, READ_AHEAD_UNITS)
-                        ) as ahead:
-                            async for offset, data in ahead:
-                                await asyncio.to_thread(receiving.feed, offset, data)
-                                if progress is not None:
-                                    progress(t.request_id, receiving.offset, t.sealed_size)
-                                if receiving.due:
-                                    await asyncio.to_thread(
-                                        self.receiver.save_progress, t.row_id, receiving
-                                    )
-                                if receiving.done:
-                                    break
+                        await self._fetch(c, t, receiving, progress)
                 await asyncio.to_thread(receiving.settle)
                 await asyncio.to_thread(self.receiver.save_progress, t.row_id, receiving)
                 if not receiving.done:
@@ -579,6 +574,29 @@ class FederationNode:
             lock.close()
         await self._acknowledge(t, peers)
         return done("delivered", None)
+
+    async def _fetch(
+        self,
+        client: PeerClient,
+        t: Transfer,
+        receiving: Receiving,
+        progress: TransferProgress | None,
+    ) -> None:
+        """The holder's units into `receiving` until its end (or the stream's), read ahead
+        while earlier ones are verified. One thread verifies them all, so that their
+        buffers come from one allocator arena."""
+        loop = asyncio.get_running_loop()
+        units = client.fetch_bundle(t.bundle_id, receiving.offset)
+        with ThreadPoolExecutor(1, thread_name_prefix="bundle-verify") as verifier:
+            async with contextlib.aclosing(read_ahead(units, READ_AHEAD_UNITS)) as ahead:
+                async for offset, data in ahead:
+                    await loop.run_in_executor(verifier, receiving.feed, offset, data)
+                    if progress is not None:
+                        progress(t.request_id, receiving.offset, t.sealed_size)
+                    if receiving.due:
+                        await asyncio.to_thread(self.receiver.save_progress, t.row_id, receiving)
+                    if receiving.done:
+                        return
 
     async def _acknowledge(self, t: Transfer, peers: dict[str, tuple[Member, bytes]]) -> None:
         """Send the receipt; the holder refuses it while it has not recorded sending the
