@@ -374,6 +374,35 @@ def test_a_full_disk_stores_nothing_and_the_transfer_continues_after(
     assert_delivered(sealed)
 
 
+def test_a_full_disk_under_the_spool_keeps_the_last_recorded_progress(
+    sealed: Sealed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spool thread cannot write: its error reaches the caller, the progress is not
+    moved past what is on disk, and the transfer continues from there afterwards."""
+    accept(sealed)
+    units = sealed.units()
+    receiving = sealed.receiver.resume(sealed.row_id)
+    feed_all(receiving, units[:4])
+    sealed.receiver.save_progress(sealed.row_id, receiving)
+
+    def full(_self: object, _data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Receiving, "_append", full)
+    with pytest.raises(OSError, match="No space left"):
+        feed_to_end(receiving, units[4:])
+    with pytest.raises(OSError, match="No space left"):  # nothing more to record
+        sealed.receiver.save_progress(sealed.row_id, receiving)
+    receiving.abort()
+    monkeypatch.undo()
+    assert not sealed.visible() and sealed.state()[0] == "transferring"
+    assert sealed.staged_at_mn() == []
+    again = sealed.receiver.resume(sealed.row_id)
+    assert again.offset == units[4][0]
+    deliver(sealed, again, units)
+    assert_delivered(sealed)
+
+
 # --- a bundle that is wrong: quarantined with the reason, nothing visible -------------------------
 
 
