@@ -539,12 +539,10 @@ def sign_request(request: BundleRequest, key: signing.SigningKey) -> Envelope:
 
 def verify_request(envelope: Envelope, roster: Roster, *, requester: str) -> BundleRequest:
     """A request signed by `requester`'s roster key and naming `requester`."""
-    what = "bundle request"
-    payload = _verified_payload(envelope, roster, requester, REQUEST_TYPE, what)
-    request = BundleRequest.from_payload(payload)
-    if request.requester != requester:
-        raise BundleFormatError(f"{what}: signed by {requester} but names another requester")
-    return request
+    return _verified(
+        envelope, roster, requester, REQUEST_TYPE, "bundle request",
+        BundleRequest.from_payload, "requester", lambda r: r.requester,
+    )  # fmt: skip
 
 
 # --- 2. decisions --------------------------------------------------------------------
@@ -665,12 +663,10 @@ def sign_decision(decision: BundleDecision, key: signing.SigningKey) -> Envelope
 
 def verify_decision(envelope: Envelope, roster: Roster, *, holder: str) -> BundleDecision:
     """A decision signed by `holder`'s roster key and naming `holder`."""
-    what = "bundle decision"
-    payload = _verified_payload(envelope, roster, holder, DECISION_TYPE, what)
-    decision = BundleDecision.from_payload(payload)
-    if decision.holder != holder:
-        raise BundleFormatError(f"{what}: signed by {holder} but names another holder")
-    return decision
+    return _verified(
+        envelope, roster, holder, DECISION_TYPE, "bundle decision",
+        BundleDecision.from_payload, "holder", lambda d: d.holder,
+    )  # fmt: skip
 
 
 # --- 3. custody records --------------------------------------------------------------
@@ -771,12 +767,10 @@ def sign_custody(record: CustodyRecord, key: signing.SigningKey) -> Envelope:
 
 def verify_custody(envelope: Envelope, roster: Roster, *, state: str) -> CustodyRecord:
     """A custody record signed by `state`'s roster key and naming `state`."""
-    what = "custody event"
-    payload = _verified_payload(envelope, roster, state, CUSTODY_TYPE, what)
-    record = CustodyRecord.from_payload(payload)
-    if record.state != state:
-        raise BundleFormatError(f"{what}: signed by {state} but names another state")
-    return record
+    return _verified(
+        envelope, roster, state, CUSTODY_TYPE, "custody event",
+        CustodyRecord.from_payload, "state", lambda r: r.state,
+    )  # fmt: skip
 
 
 # --- 3b. receipts --------------------------------------------------------------------
@@ -861,12 +855,10 @@ def sign_receipt(receipt: BundleReceipt, key: signing.SigningKey) -> Envelope:
 
 def verify_receipt(envelope: Envelope, roster: Roster, *, requester: str) -> BundleReceipt:
     """A receipt signed by `requester`'s roster key and naming `requester`."""
-    what = "bundle receipt"
-    payload = _verified_payload(envelope, roster, requester, RECEIPT_TYPE, what)
-    receipt = BundleReceipt.from_payload(payload)
-    if receipt.requester != requester:
-        raise BundleFormatError(f"{what}: signed by {requester} but names another requester")
-    return receipt
+    return _verified(
+        envelope, roster, requester, RECEIPT_TYPE, "bundle receipt",
+        BundleReceipt.from_payload, "requester", lambda r: r.requester,
+    )  # fmt: skip
 
 
 # --- 4. log entries with their inclusion proofs --------------------------------------
@@ -1236,13 +1228,12 @@ def verify_manifest(
 
     The proofs it carries are not checked here: call ``check_manifest_proofs``.
     """
-    what = "bundle manifest"
-    payload = _verified_payload(envelope, roster, holder, MANIFEST_TYPE, what)
-    manifest = BundleManifest.from_payload(payload)
-    if manifest.holder != holder:
-        raise BundleFormatError(f"{what}: signed by {holder} but names another holder")
+    manifest = _verified(
+        envelope, roster, holder, MANIFEST_TYPE, "bundle manifest",
+        BundleManifest.from_payload, "holder", lambda m: m.holder,
+    )  # fmt: skip
     if manifest.requester != requester:
-        raise BundleFormatError(f"{what}: made for another requester than {requester}")
+        raise BundleFormatError(f"bundle manifest: made for another requester than {requester}")
     return manifest
 
 
@@ -1378,6 +1369,24 @@ def _sign(
     payload = document.payload()
     parse(payload)  # the checks a receiving member applies, the size limit among them
     return sign_envelope(payload_type, payload, [key])
+
+
+def _verified(
+    envelope: Envelope,
+    roster: Roster,
+    state: str,
+    payload_type: str,
+    what: str,
+    parse: Callable[[bytes], _D],
+    role: str,
+    named: Callable[[_D], str],
+) -> _D:
+    """The document in `envelope`, signed by `state`'s roster key and naming `state` as
+    its `role` (the field `named` reads)."""
+    document = parse(_verified_payload(envelope, roster, state, payload_type, what))
+    if named(document) != state:
+        raise BundleFormatError(f"{what}: signed by {state} but names another {role}")
+    return document
 
 
 def _verified_payload(

@@ -244,9 +244,10 @@ class Receiving:
         self._written = verified  # in the spool file (maybe not synced); spool thread
         self._synced = verified
         self._broken = False
-        self._workers: tuple[_Worker, _Worker] | None = None
         spool.parent.mkdir(parents=True, exist_ok=True)
         self._file = spool.open("r+b" if spool.exists() else "w+b")
+        self._spooler = _Worker(f"bundle-spool-{spool.stem}", PIPELINE_UNITS)
+        self._staging = _Worker(f"bundle-stage-{spool.stem}", PIPELINE_UNITS)
         try:
             if self._file.seek(0, os.SEEK_END) < verified:
                 raise StorageError("a bundle spool is shorter than its recorded progress")
@@ -267,9 +268,6 @@ class Receiving:
         except BaseException:
             self.abort()
             raise
-        self._spooler = _Worker(f"bundle-spool-{spool.stem}", PIPELINE_UNITS)
-        self._staging = _Worker(f"bundle-stage-{spool.stem}", PIPELINE_UNITS)
-        self._workers = (self._spooler, self._staging)
 
     @property
     def offset(self) -> int:
@@ -323,8 +321,8 @@ class Receiving:
     def settle(self) -> None:
         """Wait until every unit fed is in the spool and staged; the first error of either."""
         try:
-            for worker in self._workers or ():
-                worker.drain()
+            self._spooler.drain()
+            self._staging.drain()
         except BaseException:
             self._broken = True
             raise
@@ -343,8 +341,8 @@ class Receiving:
         return list(self._carver.finished)
 
     def _stop(self) -> None:
-        for worker in self._workers or ():
-            worker.stop()
+        self._spooler.stop()
+        self._staging.stop()
 
     def abort(self) -> None:
         self._stop()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final
@@ -358,7 +358,7 @@ class PeerClient:
             raise self._translate("GetBundleStatus", e) from None
         return self._bundle_status(response.status)
 
-    async def fetch_bundle(self, bundle_id: str, offset: int) -> AsyncIterator[tuple[int, bytes]]:
+    async def fetch_bundle(self, bundle_id: str, offset: int) -> AsyncGenerator[tuple[int, bytes]]:
         """The units of a bundle's sealed stream from `offset`: (offset, data) as the holder
         sent them (nothing verified here). Each unit must arrive within the deadline; the
         stream as a whole has none."""

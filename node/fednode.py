@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -76,7 +76,7 @@ T = TypeVar("T")
 READ_AHEAD_UNITS = 4
 
 
-async def read_ahead(source: AsyncIterator[T], depth: int) -> AsyncGenerator[T]:
+async def read_ahead(source: AsyncGenerator[T], depth: int) -> AsyncGenerator[T]:
     """The items of `source`, read by a task of their own up to `depth` ahead of the
     consumer. Its error is raised where the item would have been; leaving early stops it."""
     items: asyncio.Queue[tuple[T] | Exception | None] = asyncio.Queue(depth)
@@ -90,9 +90,7 @@ async def read_ahead(source: AsyncIterator[T], depth: int) -> AsyncGenerator[T]:
         else:
             await items.put(None)
         finally:  # a generator left at a yield is closed now, not when collected
-            close = getattr(source, "aclose", None)
-            if close is not None:
-                await close()
+            await source.aclose()
 
     task = asyncio.create_task(pump())
     try:

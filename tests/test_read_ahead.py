@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import pytest
 
@@ -20,7 +20,7 @@ class Source:
         self.produced = 0
         self.closed = False
 
-    async def items(self) -> AsyncIterator[int]:
+    async def items(self) -> AsyncGenerator[int]:
         try:
             for i in range(self.count):
                 if i == self.fail_at:
