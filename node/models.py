@@ -438,6 +438,46 @@ class ReplicaPseudonym(Base):
     prefix: Mapped[int] = mapped_column(BigInteger)
 
 
+class ReplicaIncident(Base):
+    """What a current index entry says about its incident, a peer's or this node's own,
+    kept as columns for the analysts' reports (federation.analysis). Written with
+    `replica_pseudonyms` and replaced with it; withdrawn entries have no row.
+
+    `day` is the entry's ISO date (text, so that it sorts and compares as a date);
+    `conduct` its conduct values, sorted and joined by single spaces."""
+
+    __tablename__ = "replica_incidents"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    state: Mapped[str] = mapped_column(String(2), primary_key=True)
+    log_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    global_id: Mapped[str] = mapped_column(String(64))
+    day: Mapped[str] = mapped_column(String(10))
+    county: Mapped[str] = mapped_column(String(TEXT))
+    location_kind: Mapped[str] = mapped_column(String(SHORT))
+    status: Mapped[str] = mapped_column(String(SHORT))
+    conduct: Mapped[str] = mapped_column(String(TEXT))
+
+
+class ReplicaAgent(Base):
+    """One agent of a current index entry (by its position in the entry), as columns.
+
+    The flags are 1, 0 or NULL (not recorded), integers so that rows insert without
+    bind processing (node.db.insert_rows)."""
+
+    __tablename__ = "replica_agents"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    state: Mapped[str] = mapped_column(String(2), primary_key=True)
+    log_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    agency: Mapped[str | None] = mapped_column(String(SHORT))
+    role: Mapped[str] = mapped_column(String(SHORT))
+    masked: Mapped[int | None] = mapped_column(Integer)
+    identified_self: Mapped[int | None] = mapped_column(Integer)
+    body_camera: Mapped[int | None] = mapped_column(Integer)
+
+
 def pseudonym_prefix(pseudonym: str) -> int:
     """The indexed part of a pseudonym (hex): its first 8 bytes as a signed 64-bit integer."""
     return int.from_bytes(bytes.fromhex(pseudonym[:16]), "big", signed=True)

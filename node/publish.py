@@ -50,6 +50,9 @@ ENTRY_KIND: Final = "index-entry"
 CUSTODY_KIND: Final = "custody"
 _PUBLISHED: Final = m.Base.metadata.tables["published_entries"]
 _PSEUDONYMS: Final = m.Base.metadata.tables["replica_pseudonyms"]
+_FACTS: Final = m.Base.metadata.tables["replica_incidents"]
+_AGENT_FACTS: Final = m.Base.metadata.tables["replica_agents"]
+_INDEXED: Final = (_PSEUDONYMS, _FACTS, _AGENT_FACTS)
 _INCIDENTS: Final = m.Base.metadata.tables["incidents"]
 _CONDUCT: Final = m.Base.metadata.tables["incident_conduct"]
 _AGENTS: Final = m.Base.metadata.tables["agent_observations"]
@@ -300,29 +303,81 @@ class Publisher:
         return len(entries)
 
 
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
 def index_pseudonyms(
     s: Session, state: str, entries: Sequence[tuple[int, IndexEntry]], replaced: Iterable[int]
 ) -> None:
-    """Index the pseudonyms of `state`'s newest entries (log index, entry) in
-    `replica_pseudonyms`, and drop those of the entries they replace (by log index)."""
+    """Index `state`'s newest entries (log index, entry) for the analysts: their agent
+    pseudonyms in `replica_pseudonyms`, what they say of the incident and its agents in
+    `replica_incidents` and `replica_agents`; and drop the rows of the entries they
+    replace (by log index). A withdrawn entry indexes nothing."""
     old = sorted(set(replaced))
-    for start in range(0, len(old), 500):
-        s.execute(
-            delete(_PSEUDONYMS).where(
-                _PSEUDONYMS.c.state == state,
-                _PSEUDONYMS.c.log_index.in_(old[start : start + 500]),
+    for table in _INDEXED:
+        for start in range(0, len(old), 500):
+            s.execute(
+                delete(table).where(
+                    table.c.state == state, table.c.log_index.in_(old[start : start + 500])
+                )
             )
-        )
+    current = [(index, e, e.content) for index, e in entries if e.content is not None]
     insert_rows(
         s,
         _PSEUDONYMS,
         ("state", "log_index", "position", "kind", "global_id", "pseudonym", "prefix"),
         [
             (state, index, pos, kind, e.global_id, p, m.pseudonym_prefix(p))
-            for index, e in entries
-            if e.content is not None
-            for pos, agent in enumerate(e.content.agents)
+            for index, e, content in current
+            for pos, agent in enumerate(content.agents)
             for kind, p in agent.pseudonyms.items()
+        ],
+    )
+    insert_rows(
+        s,
+        _FACTS,
+        ("state", "log_index", "global_id", "day", "county", "location_kind", "status", "conduct"),
+        [
+            (
+                state,
+                index,
+                e.global_id,
+                c.day,
+                c.county,
+                c.location_kind,
+                c.status,
+                " ".join(sorted(c.conduct)),
+            )
+            for index, e, c in current
+        ],
+    )
+    insert_rows(
+        s,
+        _AGENT_FACTS,
+        (
+            "state",
+            "log_index",
+            "position",
+            "agency",
+            "role",
+            "masked",
+            "identified_self",
+            "body_camera",
+        ),
+        [
+            (
+                state,
+                index,
+                pos,
+                a.agency,
+                a.role,
+                _flag(a.masked),
+                _flag(a.identified_self),
+                _flag(a.body_camera),
+            )
+            for index, _, c in current
+            for pos, a in enumerate(c.agents)
         ],
     )
 

@@ -86,7 +86,7 @@ def test_0004_carries_pseudonyms_over_to_their_log_positions(database_url: str) 
             ),
             {"mn": mn_gid, "il": il_gid, "orphan": "CA-" + "3" * 36, "pmn": p_mn, "pil": p_il},
         )
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, "0004")
     with engine.connect() as conn:
         rows = sorted(
             tuple(r)
@@ -110,4 +110,105 @@ def test_0004_carries_pseudonyms_over_to_their_log_positions(database_url: str) 
             )
         )
     assert back == [("IL", il_gid, 1, "name", p_il), ("MN", mn_gid, 0, "badge", p_mn)]
+    engine.dispose()
+
+
+def _entry_envelope(state: str, gid: str, revision: int, conduct: tuple[str, ...]) -> bytes:
+    from crypto import signing
+    from federation.index_entry import AgentEntry, EntryContent, IndexEntry, sign_entry
+
+    agents = (
+        AgentEntry("ICE-ERO", "primary", True, False, None, {"badge": "ab" * 64}),
+        AgentEntry(None, "unknown", None, None, False, {}),
+    )
+    content = EntryContent("2025-10-04", "Cook", "school", conduct, "reported", agents)
+    entry = IndexEntry(state, gid, revision, content if conduct else None)
+    return sign_entry(entry, signing.SigningKey.generate()).to_json()
+
+
+def test_0007_fills_the_facts_of_current_entries(database_url: str) -> None:
+    """Peers' current entries and this node's published ones get their incident and agent
+    rows; older revisions and withdrawn entries get none; down drops both tables."""
+    engine = make_engine(database_url)
+    migrate.upgrade(engine, "0006")
+    mn, gone, il = "MN-" + "1" * 36, "MN-" + "4" * 36, "IL-" + "2" * 36
+    now = "2026-11-21 12:00:00"
+    rows = [
+        ("MN", 6, mn, 1, False, False, _entry_envelope("MN", mn, 1, ("other",))),
+        (
+            "MN",
+            7,
+            mn,
+            2,
+            False,
+            True,
+            _entry_envelope("MN", mn, 2, ("masked_agent", "excessive_force")),
+        ),
+        ("MN", 8, gone, 2, True, True, _entry_envelope("MN", gone, 2, ())),
+    ]
+    with engine.begin() as conn:
+        for state, index, gid, rev, withdrawn, current, env in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO replica_entries (state, log_index, global_id, revision,"
+                    " withdrawn, current, envelope, received_at)"
+                    " VALUES (:s, :i, :g, :r, :w, :c, :e, :now)"
+                ),
+                {
+                    "s": state,
+                    "i": index,
+                    "g": gid,
+                    "r": rev,
+                    "w": withdrawn,
+                    "c": current,
+                    "e": env,
+                    "now": now,
+                },
+            )
+        conn.execute(
+            text(
+                'INSERT INTO log_entries ("index", kind, payload, leaf_hash, appended_at)'
+                " VALUES (3, 'index-entry', :p, :h, :now)"
+            ),
+            {"p": _entry_envelope("IL", il, 1, ("firearm_discharge",)), "h": b"0" * 32, "now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO published_entries (global_id, revision, log_index, entry_sha256,"
+                " content_hash, withdrawn, published_at) VALUES (:gid, 1, 3, :h, NULL, :no, :now)"
+            ),
+            {"gid": il, "h": "0" * 64, "no": False, "now": now},
+        )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        incidents = sorted(
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT state, log_index, global_id, day, county, location_kind, status,"
+                    " conduct FROM replica_incidents"
+                )
+            )
+        )
+        agents = sorted(
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT state, log_index, position, agency, role, masked, identified_self,"
+                    " body_camera FROM replica_agents"
+                )
+            )
+        )
+    assert incidents == [
+        ("IL", 3, il, "2025-10-04", "Cook", "school", "reported", "firearm_discharge"),
+        ("MN", 7, mn, "2025-10-04", "Cook", "school", "reported", "excessive_force masked_agent"),
+    ]
+    assert agents == [
+        ("IL", 3, 0, "ICE-ERO", "primary", 1, 0, None),
+        ("IL", 3, 1, None, "unknown", None, None, 0),
+        ("MN", 7, 0, "ICE-ERO", "primary", 1, 0, None),
+        ("MN", 7, 1, None, "unknown", None, None, 0),
+    ]
+    migrate.downgrade(engine, "0006")
+    assert not {"replica_incidents", "replica_agents"} & set(inspect(engine).get_table_names())
     engine.dispose()

@@ -171,6 +171,23 @@ def pseudonym_rows(s: Side, state: str) -> set[tuple[str, int, str, str]]:
         )
 
 
+def fact_rows(s: Side, state: str) -> set[tuple[object, ...]]:
+    """What `replica_incidents` and `replica_agents` hold for `state`, by global id."""
+    i, a = m.ReplicaIncident, m.ReplicaAgent
+    with s.storage.db.read() as sess:
+        incidents = sess.execute(
+            select(i.global_id, i.day, i.county, i.location_kind, i.status, i.conduct).where(
+                i.state == state
+            )
+        ).all()
+        agents = sess.execute(
+            select(i.global_id, a.position, a.agency, a.role, a.masked, a.identified_self)
+            .join(i, (i.state == a.state) & (i.log_index == a.log_index))
+            .where(a.state == state)
+        ).all()
+        return {tuple(r) for r in incidents} | {("agent", *r) for r in agents}
+
+
 def published(s: Side) -> list[tuple[str, int, bytes]]:
     with s.storage.db.read() as sess:
         rows = sess.execute(
@@ -207,6 +224,9 @@ def test_replica_equals_the_origins_published_index(
     assert replicate(mn, il) == 2
     assert replica_rows(mn, "IL") == published(il)
     assert pseudonym_rows(mn, "IL") == pseudonym_rows(il, "IL")
+    facts = fact_rows(mn, "IL")
+    assert facts == fact_rows(il, "IL")
+    assert len([f for f in facts if f[0] != "agent"]) == 2  # the sealed one is not indexed
     # nothing new: a second round stores nothing and publishes nothing
     assert publish(il, helper("MN")).published == 0
     assert replicate(mn, il) == 0
@@ -254,6 +274,10 @@ def test_correction_and_withdrawal_supersede_never_delete(
     assert len(withdrawn) == 1
     assert {g for g, *_ in pseudonym_rows(mn, "IL")} == {g for g, *_ in pseudonym_rows(il, "IL")}
     assert len({g for g, *_ in pseudonym_rows(mn, "IL")}) == 1
+    # the facts follow: the corrected revision only, nothing of the withdrawn incident
+    facts = fact_rows(mn, "IL")
+    assert facts == fact_rows(il, "IL")
+    assert [f[4] for f in facts if f[0] != "agent"] == ["unsubstantiated"]
 
 
 def test_change_marker_moves_with_imports_not_with_publishing(
