@@ -275,6 +275,7 @@ def _agent_match(agent: Agent, loaded: _Loaded) -> Match:
         _link(kind, p, carriers, loaded)
         for kind in STRONG
         for p, carriers in sorted(agent.keys.get(kind, {}).items())
+        if p not in agent.ambiguous  # carried, but joined nothing
     ]
     return _summary(
         "agent",

@@ -544,5 +544,9 @@ from node.cli_bundles import register as _register_bundles  # noqa: E402
 
 _register_bundles(main)
 
+from node.cli_agents import register as _register_agents  # noqa: E402
+
+_register_agents(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

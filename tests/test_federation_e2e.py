@@ -111,3 +111,82 @@ def test_peers_and_log_status_show_sync_and_witnesses(
     assert status["checkpoint"]["witnessed_by"] == ["CA", "MN"]
     alerts = json.loads(run("alerts", "--data-dir", il, "--json").stdout)
     assert alerts["alerts"] == []
+
+
+def test_agents_matches_across_the_three_nodes(compact_of_three: dict[str, Config]) -> None:
+    """Badge 04471 is one agent in IL and MN. Every incident names John Smith of ICE-ERO
+    beside four different badges, so that name and agency joins nothing (ambiguous) and the
+    name is a medium link; the unit and the plate are in all three states."""
+    for state, config in compact_of_three.items():  # every node reaches the same answer
+        out = json.loads(
+            run("agents", "matches", "--data-dir", str(config.data_dir), "--json").stdout
+        )
+        found = out["matches"]
+        assert [x["entity"] for x in found][:1] == ["agent"], state
+        assert sorted(x["entity"] for x in found[1:3]) == ["name", "unit"]
+        assert found[3]["entity"] == "vehicle" and len(found) == 4
+        agent = found[0]
+        assert agent["states"] == ["IL", "MN"] and agent["strength"] == "strong"
+        assert agent["incidents_per_state"] == {"IL": 1, "MN": 1}
+        assert [link["kind"] for link in agent["links"]] == ["badge"]
+        assert len(agent["ambiguous_name_agency"]) == 1
+        for x in found[1:]:
+            assert x["states"] == ["CA", "IL", "MN"] and len(x["global_ids"]) == 5
+    il = str(compact_of_three["IL"].data_dir)
+    strong = json.loads(
+        run("agents", "matches", "--data-dir", il, "--min-strength", "strong", "--json").stdout
+    )
+    assert [x["entity"] for x in strong["matches"]] == ["agent"]
+    text = run("agents", "matches", "--data-dir", il).stdout
+    assert "1. agent" in text and "linked by badge" in text and "4 matches" in text
+
+
+def test_agents_lookup_pseudonymises_through_the_oprf_and_is_audited(
+    compact_of_three: dict[str, Config],
+) -> None:
+    ca = compact_of_three["CA"]
+    out = json.loads(
+        run(
+            "agents", "lookup", "--badge", "4471", "--agency", "ICE-ERO",
+            "--user", "ana", "--data-dir", str(ca.data_dir), "--json",
+        ).stdout
+    )  # fmt: skip
+    assert out["kind"] == "badge" and out["states"] == ["IL", "MN"]
+    assert [e["county"] for e in out["entries"]] == ["Cook", "Hennepin"]
+    assert out["entries"][0]["agency"] == "ICE-ERO" and out["entries"][0]["masked"] is True
+    # the same pseudonym the index carries for that badge
+    rows = db_rows(
+        ca,
+        select(m.ReplicaPseudonym.pseudonym).where(
+            m.ReplicaPseudonym.kind == "badge", m.ReplicaPseudonym.state == "IL"
+        ),
+    )
+    assert out["pseudonym"] in {p for (p,) in rows}
+    audited = db_rows(
+        ca,
+        select(m.AuditEvent.actor, m.AuditEvent.detail).where(
+            m.AuditEvent.action == "agents_lookup"
+        ),
+    )
+    assert audited[-1][0] == "ana" and audited[-1][1]["pseudonym"] == out["pseudonym"]
+    assert "4471" not in json.dumps(audited[-1][1])
+    unknown = json.loads(
+        run(
+            "agents", "lookup", "--plate", "WI ZZZ 999", "--data-dir", str(ca.data_dir), "--json"
+        ).stdout
+    )
+    assert unknown["entries"] == [] and unknown["states"] == []
+
+
+def test_agents_lookup_usage_errors(compact_of_three: dict[str, Config]) -> None:
+    ca = str(compact_of_three["CA"].data_dir)
+    for args, message in [
+        ((), "exactly one of"),
+        (("--badge", "1", "--plate", "IL A1"), "exactly one of"),
+        (("--plate", "IL A1", "--agency", "FBI"), "not --plate"),
+        (("--name", "Cher"), "two names"),
+        (("--badge", "4471"), "badge key is written"),
+    ]:
+        result = compact("agents", "lookup", *args, "--data-dir", ca)
+        assert result.returncode == 2, args
+        assert message in result.stderr, (args, result.stderr)
