@@ -32,21 +32,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from node.normalize import KEY_STRENGTH
+
 STRONG: Final = ("badge", "name_agency")
-MEDIUM: Final = ("name", "unit")
-VEHICLE: Final = ("plate",)
 STRENGTHS: Final = ("vehicle", "medium", "strong")  # weakest first
 
 
 def strength_of(kind: str) -> str:
     """The strength of a link by this key kind (DESIGN.md section 3)."""
-    if kind in STRONG:
-        return "strong"
-    if kind in MEDIUM:
-        return "medium"
-    if kind in VEHICLE:
-        return "vehicle"
-    raise ValueError(f"unknown identifier key kind {kind!r}")
+    strength = KEY_STRENGTH.get(kind)
+    if strength is None:
+        raise ValueError(f"unknown identifier key kind {kind!r}")
+    return strength
 
 
 Observation = tuple[str, int, int]  # state, log index, agent position in the entry

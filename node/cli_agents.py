@@ -28,6 +28,7 @@ SHORT_ID = 12  # hex digits of a pseudonym shown in tables (--json gives them wh
 
 def register(main: click.Group) -> None:
     main.add_command(agents_group)
+    main.add_command(hits_cmd)
 
 
 @click.group("agents")
@@ -36,12 +37,12 @@ def agents_group() -> None:
     the federated index: pseudonyms only, nothing that identifies anyone)."""
 
 
-def _states(values: tuple[str, ...]) -> frozenset[str]:
+def _states(values: tuple[str, ...], hint: str = "--state") -> frozenset[str]:
     out = set()
     for v in values:
         code = v.strip().upper()
         if not _STATE.match(code):
-            raise click.BadParameter(f"{v!r} is not a two-letter state code", param_hint="--state")
+            raise click.BadParameter(f"{v!r} is not a two-letter state code", param_hint=hint)
         out.add(code)
     return frozenset(out)
 
@@ -194,7 +195,7 @@ def _print_lookup(kind: str, pseudonym: str, entries: list[Any]) -> None:
         return
     table = Table()
     for col in ("state", "day", "county", "where", "conduct", "agency", "role", "global id"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for e in entries:
         table.add_row(
             e.state, e.day, e.county, e.location_kind, ", ".join(e.conduct),
@@ -273,3 +274,66 @@ def lookup_cmd(
         )
         return
     _print_lookup(key.kind, pseudonym, entries)
+
+
+@click.command("hits")
+@data_dir_option
+@click.option("--peer", help="Only hits with this member state.")
+@click.option(
+    "--since", type=click.DateTime(["%Y-%m-%d"]), help="Only hits found on or after this day (UTC)."
+)
+@click.option(
+    "--min-strength",
+    type=click.Choice(STRENGTH_CHOICES),
+    default="vehicle",
+    show_default=True,
+    help="strong: badge or name and agency; medium: also name or unit; vehicle: everything.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+@json_option
+def hits_cmd(
+    data_dir: Path,
+    peer: str | None,
+    since: datetime | None,
+    min_strength: str,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """New cross-state links involving this state's incidents, newest first: which
+    pseudonym, which of this state's incidents, which peer and which of its incidents. Each
+    is a prompt for a bundle request."""
+    from node.db import Database
+    from node.hits import list_hits
+    from node.normalize import KEY_STRENGTH
+
+    keep = STRENGTH_CHOICES[: STRENGTH_CHOICES.index(min_strength) + 1]
+    kinds = [k for k, strength in KEY_STRENGTH.items() if strength in keep]
+    peer_state = next(iter(_states((peer,), "--peer"))) if peer else None
+    config = _load(data_dir)
+    db = Database.from_url(config.database_url(), busy_timeout_ms=config.database.busy_timeout_ms)
+    try:
+        found = list_hits(db, peer=peer_state, since=_day(since), kinds=kinds, limit=limit)
+    finally:
+        db.dispose()
+    if as_json:
+        click.echo(json.dumps({"hits": [h.to_json() for h in found]}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if not found:
+        console.print("no hits (with these filters)")
+        return
+    table = Table()
+    for col in ("found (UTC)", "strength", "kind", "pseudonym", "our incident", "peer", "theirs"):
+        table.add_column(col, overflow="fold")  # a global id is never cut short
+    for h in found:
+        table.add_row(
+            h.found_at.strftime("%Y-%m-%d %H:%M"), h.strength, h.kind, h.pseudonym[:SHORT_ID],
+            h.own_global_id, h.peer_state, h.peer_global_id,
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        "request a bundle: compact bundle request --state PEER --incident THEIRS --purpose …"
+    )

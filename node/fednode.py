@@ -155,7 +155,7 @@ class FederationNode:
         self.log = TransparencyLog(storage.db)
         self.signing_key = signing.SigningKey(keys.signing_key)
         self.publisher = Publisher(storage, self.log, self.signing_key)
-        self.replicas = Replicas(storage.db)
+        self.replicas = Replicas(storage.db, own_state=self.state)
         self.bundles = BundleDesk(storage, self.log, self.signing_key, config.bundles, clock=clock)
         self.sealer = BundleSealer(
             storage, self.log, self.signing_key, config.bundles, config.bundle_dir, clock=clock

@@ -545,6 +545,24 @@ class Alert(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class Hit(Base):
+    """A new cross-state link involving one of this state's incidents (node.hits): one of
+    its incidents and one of a peer's carry the same agent, unit or vehicle pseudonym."""
+
+    __tablename__ = "hits"
+    __table_args__ = (
+        UniqueConstraint("pseudonym", "own_global_id", "peer_state", "peer_global_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    found_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    kind: Mapped[str] = mapped_column(String(SHORT))
+    pseudonym: Mapped[str] = mapped_column(String(128))
+    own_global_id: Mapped[str] = mapped_column(String(64), index=True)
+    peer_state: Mapped[str] = mapped_column(String(2))
+    peer_global_id: Mapped[str] = mapped_column(String(64))
+
+
 # --- evidence bundles (issue 5) -----------------------------------------------------------
 
 

@@ -83,6 +83,14 @@ from typing import Final
 NORMALIZATION_VERSION: Final = 1
 
 KEY_KINDS: Final[tuple[str, ...]] = ("badge", "name", "name_agency", "plate", "unit")
+# How strongly two observations sharing a key of this kind are linked (DESIGN.md section 3).
+KEY_STRENGTH: Final[dict[str, str]] = {
+    "badge": "strong",
+    "name_agency": "strong",
+    "name": "medium",
+    "unit": "medium",
+    "plate": "vehicle",
+}
 
 # The 50 states, DC, and the territories PR, GU, VI, AS and MP. Deliberately a
 # copy, not node.vocab.STATES: this set is part of the key protocol.

@@ -33,6 +33,7 @@ from federation.index_entry import IndexEntry, build_entry, sign_entry, withdraw
 from federation.naming import log_origin, log_signer
 from node import models as m
 from node.db import insert_rows
+from node.hits import record_hits
 from node.ingest import NodeStorage
 from node.normalize import IdentifierKey
 from node.pseudonymise import Pseudonymiser
@@ -300,6 +301,7 @@ class Publisher:
         index_pseudonyms(
             s, self.state, [(i, e) for (e, _), i in zip(entries, indexes, strict=True)], replaced
         )
+        record_hits(s, self.state, self.state, indexes, now)
         return len(entries)
 
 

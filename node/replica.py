@@ -43,6 +43,7 @@ from federation.naming import log_origin, log_verifier
 from federation.roster import Member, Roster
 from node import models as m
 from node.db import Database
+from node.hits import record_hits
 from node.publish import ENTRY_KIND, index_pseudonyms
 from node.translog import SqlNodeStore
 
@@ -100,8 +101,12 @@ class ReplicaState:
 
 
 class Replicas:
-    def __init__(self, db: Database) -> None:
+    """This node's replicas of its peers' logs. With `own_state`, storing a peer's entries
+    also records the hits they create with this state's incidents (node.hits)."""
+
+    def __init__(self, db: Database, *, own_state: str | None = None) -> None:
         self.db = db
+        self.own_state = own_state
 
     def state_of(self, state: str) -> ReplicaState:
         with self.db.read() as s:
@@ -324,4 +329,7 @@ class Replicas:
                 for e, entry in parsed
             ],
         )
-        index_pseudonyms(s, state, [(e.index, entry) for e, entry in newest.values()], replaced)
+        current = [(e.index, entry) for e, entry in newest.values()]
+        index_pseudonyms(s, state, current, replaced)
+        if self.own_state is not None:
+            record_hits(s, self.own_state, state, [index for index, _ in current], now)

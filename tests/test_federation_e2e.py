@@ -141,6 +141,27 @@ def test_agents_matches_across_the_three_nodes(compact_of_three: dict[str, Confi
     assert "1. agent" in text and "linked by badge" in text and "4 matches" in text
 
 
+def test_hits_name_the_link_each_side_found(compact_of_three: dict[str, Config]) -> None:
+    """Badge 04471 links IL's first incident and MN's: IL recorded the hit when it synced
+    with MN, MN the mirror. John Smith of ICE-ERO beside different badges is no strong hit."""
+    il, mn = (str(compact_of_three[s].data_dir) for s in ("IL", "MN"))
+    il_hits = json.loads(run("hits", "--data-dir", il, "--min-strength", "strong", "--json").stdout)
+    mn_hits = json.loads(run("hits", "--data-dir", mn, "--min-strength", "strong", "--json").stdout)
+    # one pair of incidents, by badge and by name and agency (one agent: the same badge)
+    assert sorted(h["kind"] for h in il_hits["hits"]) == ["badge", "name_agency"]
+    assert {
+        (h["own_global_id"], h["peer_state"], h["peer_global_id"]) for h in il_hits["hits"]
+    } == {(h["peer_global_id"], "MN", h["own_global_id"]) for h in mn_hits["hits"]}
+    assert {h["pseudonym"] for h in il_hits["hits"]} == {h["pseudonym"] for h in mn_hits["hits"]}
+    everything = json.loads(run("hits", "--data-dir", il, "--json").stdout)["hits"]
+    assert {h["kind"] for h in everything} == {"badge", "name_agency", "name", "unit", "plate"}
+    assert {h["peer_state"] for h in everything} == {"CA", "MN"}
+    text = run("hits", "--data-dir", il, "--peer", "ca").stdout
+    assert "CA" in text and "MN" not in text.replace("compact bundle request", "")
+    bad = compact("hits", "--data-dir", il, "--peer", "California")
+    assert bad.returncode == 2 and "--peer" in bad.stderr
+
+
 def test_agents_lookup_pseudonymises_through_the_oprf_and_is_audited(
     compact_of_three: dict[str, Config],
 ) -> None:

@@ -127,7 +127,7 @@ def _entry(index: int, kind: str, payload: bytes) -> Entry:
 def replicate(dst: Side, src: Side) -> int:
     member = ROSTER.member(src.state)
     assert member is not None
-    replicas = Replicas(dst.storage.db)
+    replicas = Replicas(dst.storage.db, own_state=dst.state)
     before = replicas.state_of(src.state)
     note, entries = feed(src, before.size)
     old = before.checkpoint.size if before.checkpoint else 0
