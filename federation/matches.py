@@ -136,7 +136,7 @@ class Match:
 
 
 @dataclass(frozen=True)
-class _Facts:
+class Facts:
     global_id: str
     day: str
     conduct: tuple[str, ...]
@@ -144,16 +144,16 @@ class _Facts:
 
 
 @dataclass
-class _Loaded:
+class Loaded:
     rows: dict[tuple[Observation, str], KeyRow] = field(default_factory=dict)
-    facts: dict[Observation, _Facts] = field(default_factory=dict)
+    facts: dict[Observation, Facts] = field(default_factory=dict)
 
     def add(self, result: Iterable[Any]) -> None:
         for state, index, position, kind, pseudonym, gid, day, conduct, agency in result:
             o = (str(state), int(index), int(position))
             self.rows[(o, str(kind))] = KeyRow(o, str(kind), str(pseudonym))
             if o not in self.facts:
-                self.facts[o] = _Facts(
+                self.facts[o] = Facts(
                     str(gid), str(day), tuple(str(conduct).split()), agency and str(agency)
                 )
 
@@ -170,11 +170,11 @@ def _rows(f: MatchFilter) -> Select[*tuple[Any, ...]]:
             _A,
             and_(_A.state == _P.state, _A.log_index == _P.log_index, _A.position == _P.position),
         )
-        .where(*_in_range(f))
+        .where(*in_range(f))
     )  # fmt: skip
 
 
-def _in_range(f: MatchFilter) -> list[ColumnElement[bool]]:
+def in_range(f: MatchFilter) -> list[ColumnElement[bool]]:
     """The conditions on `replica_incidents.day` that the date range sets."""
     conditions = []
     if f.since:
@@ -189,7 +189,7 @@ def _cross_state_prefixes(f: MatchFilter) -> Select[Any]:
     q = select(_P.prefix)
     if f.since or f.until:
         q = q.join(_I, and_(_I.state == _P.state, _I.log_index == _P.log_index))
-    return q.where(*_in_range(f)).group_by(_P.prefix).having(func.count(distinct(_P.state)) >= 2)
+    return q.where(*in_range(f)).group_by(_P.prefix).having(func.count(distinct(_P.state)) >= 2)
 
 
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -197,9 +197,11 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield values[start : start + CHUNK]
 
 
-def _load(s: Session, f: MatchFilter) -> _Loaded:
-    loaded = _Loaded()
-    loaded.add(s.execute(_rows(f).where(_P.prefix.in_(_cross_state_prefixes(f)))))
+def load_linked(s: Session, f: MatchFilter, seeds: Select[Any]) -> Loaded:
+    """Every row of the pseudonyms whose prefixes `seeds` selects, and then the strong keys
+    followed transitively (step 3 of the module docstring), within `f`'s date range."""
+    loaded = Loaded()
+    loaded.add(s.execute(_rows(f).where(_P.prefix.in_(seeds))))
     strong = [r for r in loaded.rows.values() if r.kind in STRONG]
     done_keys = {r.pseudonym for r in strong}  # every row of these is loaded
     done_obs: set[Observation] = set()
@@ -231,12 +233,12 @@ def _load(s: Session, f: MatchFilter) -> _Loaded:
             return loaded
 
 
-def _summary(
+def summarize(
     entity: str,
     strength: str,
     ident: str,
     observations: Iterable[Observation],
-    facts: dict[Observation, _Facts],
+    facts: dict[Observation, Facts],
     links: Iterable[Link],
     ambiguous: Iterable[str] = (),
 ) -> Match:
@@ -265,19 +267,19 @@ def _summary(
     )
 
 
-def _link(kind: str, pseudonym: str, carriers: Iterable[Observation], loaded: _Loaded) -> Link:
+def _link(kind: str, pseudonym: str, carriers: Iterable[Observation], loaded: Loaded) -> Link:
     incidents = sorted({(o[0], loaded.facts[o].global_id) for o in carriers})
     return Link(kind, pseudonym, tuple(incidents))
 
 
-def _agent_match(agent: Agent, loaded: _Loaded) -> Match:
+def _agent_match(agent: Agent, loaded: Loaded) -> Match:
     links = [
         _link(kind, p, carriers, loaded)
         for kind in STRONG
         for p, carriers in sorted(agent.keys.get(kind, {}).items())
         if p not in agent.ambiguous  # carried, but joined nothing
     ]
-    return _summary(
+    return summarize(
         "agent",
         "strong",
         agent.ident,
@@ -311,7 +313,7 @@ def find_matches(db: Database, f: MatchFilter) -> list[Match]:
     """The cross-state matches in this node's replica that `f` keeps, strongest first,
     then by number of states and of incidents."""
     with db.read() as s:
-        loaded = _load(s, f)
+        loaded = load_linked(s, f, _cross_state_prefixes(f))
     rows = list(loaded.rows.values())
     agents = link_agents(r for r in rows if r.kind in STRONG)
     agent_of = {o: a.ident for a in agents for o in a.observations}
@@ -327,7 +329,7 @@ def find_matches(db: Database, f: MatchFilter) -> list[Match]:
             continue  # the name of one agent already matched by strong keys
         link = _link(kind, pseudonym, carriers, loaded)
         found.append(
-            _summary(
+            summarize(
                 ENTITY_OF_KIND[kind], strength_of(kind), pseudonym, carriers, loaded.facts, [link]
             )
         )

@@ -548,5 +548,9 @@ from node.cli_agents import register as _register_agents  # noqa: E402
 
 _register_agents(main)
 
+from node.cli_patterns import register as _register_patterns  # noqa: E402
+
+_register_patterns(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

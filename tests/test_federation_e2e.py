@@ -211,3 +211,35 @@ def test_agents_lookup_usage_errors(compact_of_three: dict[str, Config]) -> None
         result = compact("agents", "lookup", *args, "--data-dir", ca)
         assert result.returncode == 2, args
         assert message in result.stderr, (args, result.stderr)
+
+
+def test_pattern_reports_from_the_command_line(compact_of_three: dict[str, Config]) -> None:
+    mn = str(compact_of_three["MN"].data_dir)
+    rep = json.loads(
+        run("patterns", "repeat", "--min-incidents", "2", "--data-dir", mn, "--json").stdout
+    )
+    (row,) = rep["rows"]
+    assert row["incidents"] == 2 and row["states"] == "IL 1 · MN 1" and len(row["global_ids"]) == 2
+    for name in ("units", "unidentified", "surges"):
+        out = json.loads(run("patterns", name, "--data-dir", mn, "--json").stdout)
+        assert out["report"] == name and out["rows"] == [] and out["notes"]
+    conduct = run("patterns", "conduct", "--data-dir", mn, "--csv").stdout.splitlines()
+    assert conduct[0] == (
+        "agency,conduct,incidents,of,rate,rate_elsewhere,p_value,flagged,global_ids,more_ids"
+    )
+    assert conduct[1].startswith("ICE-ERO,") and conduct[-1].startswith('"# incidents are counted')
+    published = json.loads(
+        run(
+            "patterns", "conduct", "--publish", "--min-count", "6", "--data-dir", mn, "--json"
+        ).stdout
+    )
+    assert {r["incidents"] for r in published["rows"]} == {"<6"}  # 5 incidents in all
+    assert all("global_ids" not in r for r in published["rows"])
+    assert "primary suppression" in published["notes"][-1]
+    refused = compact("patterns", "repeat", "--publish", "--data-dir", mn)
+    assert refused.returncode == 1 and "cannot be published" in refused.stderr
+    table = run("patterns", "repeat", "--min-incidents", "2", "--data-dir", mn).stdout
+    assert "Agents with at least 2 incidents" in table and "note:" in table
+    bad = compact("patterns", "surges", "--since", "2025-12-01", "--until", "2025-01-01",
+                  "--data-dir", mn)  # fmt: skip
+    assert bad.returncode == 2 and "since" in bad.stderr
