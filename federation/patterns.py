@@ -437,30 +437,35 @@ def surges(
     first = min(min(c) for c in weekly.values())
     last = max(max(c) for c in weekly.values())
     weeks = [first + timedelta(weeks=i) for i in range((last - first).days // 7 + 1)]
-    tested: list[tuple[str, str, date, int, float, float]] = []
+    tests = len(weekly) * max(0, len(weeks) - baseline_weeks)
+    limit = alpha / max(1, tests)
+    rows = []
     for (state, county), counts in weekly.items():
-        series = [counts.get(w, 0) for w in weeks]
-        for i in range(baseline_weeks, len(weeks)):
-            base = sum(series[i - baseline_weeks : i]) / baseline_weeks
-            p = poisson_sf(series[i], max(base, floor))
-            tested.append((state, county, weeks[i], series[i], base, p))
-    limit = alpha / max(1, len(tested))
-    rows = [
-        {
-            "state": state,
-            "county": county,
-            "week": week.isoformat(),
-            "count": n,
-            "baseline": round(base, 2),
-            "ratio": round(n / max(base, floor), 1),
-            "p_value": float(f"{p:.3g}"),
-            **_ids(ids[(state, county, week)], f.ids_limit),
-        }
-        for state, county, week, n, base, p in tested
-        if n >= min_count and p < limit
-    ]
+        history: list[int] = []  # the place's weeks so far, flagged weeks left out
+        for week in weeks:
+            n = counts.get(week, 0)
+            if len(history) < baseline_weeks:
+                history.append(n)
+                continue
+            base = sum(history[-baseline_weeks:]) / baseline_weeks
+            p = poisson_sf(n, max(base, floor))
+            if n < min_count or p >= limit:
+                history.append(n)
+                continue
+            rows.append(
+                {
+                    "state": state,
+                    "county": county,
+                    "week": week.isoformat(),
+                    "count": n,
+                    "baseline": round(base, 2),
+                    "ratio": round(n / max(base, floor), 1),
+                    "p_value": float(f"{p:.3g}"),
+                    **_ids(ids[(state, county, week)], f.ids_limit),
+                }
+            )
     rows.sort(key=lambda r: (r["p_value"], r["state"], r["county"], r["week"]))
-    return _surge_report(rows, len(tested), baseline_weeks, alpha, min_count, floor)
+    return _surge_report(rows, tests, baseline_weeks, alpha, min_count, floor)
 
 
 def _surge_report(
@@ -474,7 +479,8 @@ def _surge_report(
         (
             f"test: for each place (state, county) and week (Monday to Sunday), a one-sided "
             f"Poisson test of the week's count against the mean count of the place's previous "
-            f"{weeks} weeks (at least {floor}); a week is flagged when its count is at least "
+            f"{weeks} unflagged weeks (at least {floor}; a surge does not raise its own "
+            f"baseline); a week is flagged when its count is at least "
             f"{min_count} and p < {alpha} after a Bonferroni correction over the {tests} "
             f"place-weeks tested (p < {alpha / max(1, tests):.3g})",
         ),

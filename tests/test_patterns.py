@@ -160,3 +160,13 @@ def test_empty_replica(db: Database) -> None:
     for report in (repeat(db, F), units(db, F), unidentified(db, F), surges(db, F),
                    conduct(db, F)):  # fmt: skip
         assert report.rows == ()
+
+
+def test_a_two_week_surge_does_not_raise_its_own_baseline(db: Database) -> None:
+    weekly = [(i, entry("MN", i, team("1"), day=day(7 * i))) for i in range(16)]
+    burst = [
+        (100 + i, entry("MN", 100 + i, team("2"), day=day(7 * (13 + i // 9) + i % 5)))
+        for i in range(18)
+    ]  # 9 more in week 13 and 9 more in week 14
+    store(db, "MN", *weekly, *burst)
+    assert [r["week"] for r in surges(db, F).rows] == [day(7 * 13), day(7 * 14)]
