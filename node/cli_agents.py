@@ -18,12 +18,20 @@ from typing import Any
 import click
 
 from node.cli import _load, data_dir_option, json_option, passphrase_option
-from node.cli_fedops import with_federation_node
+from node.cli_fedops import _db, with_federation_node
 from node.vocab import AGENCY, CONDUCT
 
 _STATE = re.compile(r"^[A-Z]{2}$")
 STRENGTH_CHOICES = ("strong", "medium", "vehicle")  # federation.linking.STRENGTHS, strongest first
 SHORT_ID = 12  # hex digits of a pseudonym shown in tables (--json gives them whole)
+
+min_strength_option = click.option(
+    "--min-strength",
+    type=click.Choice(STRENGTH_CHOICES),
+    default="vehicle",
+    show_default=True,
+    help="strong: badge or name and agency; medium: also name or unit; vehicle: everything.",
+)
 
 
 def register(main: click.Group) -> None:
@@ -112,13 +120,7 @@ def _print_matches(matches: list[Any]) -> None:
     "--min-states", type=click.IntRange(min=2), default=2, show_default=True,
     help="Only matches seen in at least this many states.",
 )  # fmt: skip
-@click.option(
-    "--min-strength",
-    type=click.Choice(STRENGTH_CHOICES),
-    default="vehicle",
-    show_default=True,
-    help="strong: badge or name and agency; medium: also name or unit; vehicle: everything.",
-)
+@min_strength_option
 @json_option
 def matches_cmd(
     data_dir: Path,
@@ -135,7 +137,6 @@ def matches_cmd(
     that appear in two or more states: the states, incidents per state, date range, conduct,
     agencies, the evidence of each link, and the global incident ids to request."""
     from federation.matches import MatchFilter, find_matches
-    from node.db import Database
 
     try:
         f = MatchFilter(
@@ -149,8 +150,7 @@ def matches_cmd(
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    config = _load(data_dir)
-    db = Database.from_url(config.database_url(), busy_timeout_ms=config.database.busy_timeout_ms)
+    _, db = _db(data_dir)
     try:
         found = find_matches(db, f)
     finally:
@@ -282,13 +282,7 @@ def lookup_cmd(
 @click.option(
     "--since", type=click.DateTime(["%Y-%m-%d"]), help="Only hits found on or after this day (UTC)."
 )
-@click.option(
-    "--min-strength",
-    type=click.Choice(STRENGTH_CHOICES),
-    default="vehicle",
-    show_default=True,
-    help="strong: badge or name and agency; medium: also name or unit; vehicle: everything.",
-)
+@min_strength_option
 @click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
 @json_option
 def hits_cmd(
@@ -302,15 +296,13 @@ def hits_cmd(
     """New cross-state links involving this state's incidents, newest first: which
     pseudonym, which of this state's incidents, which peer and which of its incidents. Each
     is a prompt for a bundle request."""
-    from node.db import Database
     from node.hits import list_hits
     from node.normalize import KEY_STRENGTH
 
     keep = STRENGTH_CHOICES[: STRENGTH_CHOICES.index(min_strength) + 1]
     kinds = [k for k, strength in KEY_STRENGTH.items() if strength in keep]
     peer_state = next(iter(_states((peer,), "--peer"))) if peer else None
-    config = _load(data_dir)
-    db = Database.from_url(config.database_url(), busy_timeout_ms=config.database.busy_timeout_ms)
+    _, db = _db(data_dir)
     try:
         found = list_hits(db, peer=peer_state, since=_day(since), kinds=kinds, limit=limit)
     finally:

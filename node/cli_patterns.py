@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import click
 
-from node.cli import _fail, _load, data_dir_option
+from node.cli import _fail, data_dir_option
+from node.cli_fedops import _db
 from node.vocab import CONDUCT
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -85,7 +86,6 @@ def _run(
 ) -> None:
     """Build report `name` with `options` and print it as the common options ask."""
     from federation.patterns import REPORTS, PatternFilter, suppress
-    from node.db import Database
 
     as_json, as_csv = common["as_json"], common["as_csv"]
     if as_json and as_csv:
@@ -96,8 +96,7 @@ def _run(
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    config = _load(common["data_dir"])
-    db = Database.from_url(config.database_url(), busy_timeout_ms=config.database.busy_timeout_ms)
+    _, db = _db(common["data_dir"])
     try:
         report = REPORTS[name](db, f, **options)
     except ValueError as e:
