@@ -25,12 +25,12 @@ other filters keep or drop whole matches.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, and_, distinct, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, distinct, func, select
 from sqlalchemy.orm import Session
 
 from federation.linking import (
@@ -197,6 +197,22 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield values[start : start + CHUNK]
 
 
+def _strong_rows_of(
+    s: Session, f: MatchFilter, observations: Sequence[Observation]
+) -> Iterator[Any]:
+    """The strong-key rows of `observations`: per state, by chunks of log indexes (the primary
+    key's leading columns), keeping only the observations asked for. A row-value
+    `(state, log_index, position) IN (...)` is a full scan of the table on SQLite."""
+    wanted = set(observations)
+    indexes: dict[str, set[int]] = defaultdict(set)
+    for state, index, _ in observations:
+        indexes[state].add(index)
+    for state, found in sorted(indexes.items()):
+        for chunk in _chunks(sorted(found)):
+            q = _rows(f).where(_P.state == state, _P.log_index.in_(chunk), _P.kind.in_(STRONG))
+            yield from (r for r in s.execute(q) if (r[0], r[1], r[2]) in wanted)
+
+
 def load_linked(s: Session, f: MatchFilter, seeds: Select[Any]) -> Loaded:
     """Every row of the pseudonyms whose prefixes `seeds` selects, and then the strong keys
     followed transitively (step 3 of the module docstring), within `f`'s date range."""
@@ -208,14 +224,7 @@ def load_linked(s: Session, f: MatchFilter, seeds: Select[Any]) -> Loaded:
     while True:
         strong = [r for r in loaded.rows.values() if r.kind in STRONG]
         new_obs = sorted({r.observation for r in strong} - done_obs)
-        for chunk in _chunks(new_obs):
-            loaded.add(
-                s.execute(
-                    _rows(f).where(
-                        tuple_(_P.state, _P.log_index, _P.position).in_(chunk), _P.kind.in_(STRONG)
-                    )
-                )
-            )
+        loaded.add(_strong_rows_of(s, f, new_obs))
         done_obs.update(new_obs)
         strong = [r for r in loaded.rows.values() if r.kind in STRONG]
         new_keys = sorted({r.pseudonym for r in strong} - done_keys)
