@@ -61,6 +61,7 @@ asserts a timing.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import math
@@ -227,6 +228,7 @@ def _agent(rng: random.Random, number: int, home: str, home_agents: int) -> Synt
 
 
 def _weighted(rng: random.Random, weights: dict[str, int]) -> str:
+    """One key of `weights`, drawn with those weights."""
     return str(rng.choices(list(weights), weights=list(weights.values()))[0])
 
 
@@ -400,6 +402,7 @@ def raw_group_by(db: Database) -> list[tuple[Any, ...]]:
 
 
 def describe_raw(rows: list[tuple[Any, ...]], _cross_state: frozenset[str]) -> dict[str, Any]:
+    """The cross-state pseudonyms found and the rows they have."""
     return {"cross_state_pseudonyms": len(rows), "rows": sum(int(r[2]) for r in rows)}
 
 
@@ -429,13 +432,15 @@ REPORTS: Final[dict[str, Report]] = {
 _TIMED: Final[dict[str, Report]] = {BASELINE: Report(raw_group_by, describe_raw), **REPORTS}
 
 
-def time_reports(db: Database, rounds: int, long_run: float) -> dict[str, dict[str, Any]]:
-    """Warm up and describe each of `_TIMED`, then time `rounds` alternating rounds. A
-    report whose warm-up took longer than `long_run` seconds is not run again: its warm-up
-    is its one timed run (`warmup_only`), caches matter little at that length."""
+def warm_up(db: Database, long_run: float) -> dict[str, dict[str, Any]]:
+    """Run each of `_TIMED` once, untimed for the figure unless it took longer than
+    `long_run` seconds; describe and check each result. The results are dropped on return,
+    so that they do not weigh on the timed rounds (Python's cyclic garbage collector walks
+    every live object, and a report's result is hundreds of thousands of them)."""
     warm: dict[str, object] = {}
     figures: dict[str, dict[str, Any]] = {}
     for name, report in _TIMED.items():
+        gc.collect()
         started = time.perf_counter()
         warm[name] = report.run(db)
         seconds = time.perf_counter() - started
@@ -447,6 +452,14 @@ def time_reports(db: Database, rounds: int, long_run: float) -> dict[str, dict[s
     cross_state = frozenset(str(row[0]) for row in raw)
     for name, report in _TIMED.items():
         figures[name].update(report.describe(warm[name], cross_state))
+    return figures
+
+
+def time_reports(db: Database, rounds: int, long_run: float) -> dict[str, dict[str, Any]]:
+    """Warm up and describe each of `_TIMED`, then time `rounds` alternating rounds. A
+    report whose warm-up took longer than `long_run` seconds is not run again: its warm-up
+    is its one timed run (`warmup_only`), caches matter little at that length."""
+    figures = warm_up(db, long_run)
     names = [name for name in _TIMED if not figures[name]["warmup_only"]]
     for r in range(rounds):
         for name in names if r % 2 == 0 else reversed(names):
@@ -463,7 +476,9 @@ def time_reports(db: Database, rounds: int, long_run: float) -> dict[str, dict[s
 
 
 def _timed_run(db: Database, name: str) -> float:
-    """Seconds of one run of `_TIMED[name]` (its result dropped)."""
+    """Seconds of one run of `_TIMED[name]` (its result dropped), after a full collection
+    so that no run pays for the garbage of the one before it."""
+    gc.collect()
     started = time.perf_counter()
     _TIMED[name].run(db)
     return time.perf_counter() - started
@@ -557,6 +572,7 @@ def run(
 
 
 def _postgres_version(admin_url: str | None) -> str | None:
+    """The server's version, for the machine details (None without PostgreSQL)."""
     if admin_url is None:
         return None
     with psycopg.connect(admin_url, connect_timeout=3) as conn:
@@ -568,6 +584,7 @@ def _postgres_version(admin_url: str | None) -> str | None:
 
 
 def _verdict(met: bool) -> str:
+    """How the table says whether a goal is met."""
     return "met" if met else "NOT met"
 
 
@@ -599,6 +616,7 @@ def format_size(r: dict[str, Any]) -> list[str]:
 
 
 def format_table(result: dict[str, Any]) -> str:
+    """The table on stdout: each size, then the growth of each timed name."""
     lines: list[str] = []
     for r in result["sizes"]:
         lines += [*format_size(r), ""]
@@ -611,6 +629,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(
         prog="python -m bench.patterns", description=__doc__.splitlines()[0]
     )
@@ -642,6 +661,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = print) -> int:
+    """Run the benchmark; the table (or with `--json` alone the JSON) goes to `out`."""
     args = parse_args(argv)
     try:
         sizes = [int(x.replace("_", "")) for x in str(args.entries).split(",")]

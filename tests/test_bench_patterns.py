@@ -57,11 +57,19 @@ def test_run_smoke(tmp_path: Path) -> None:
     argv += ["--work", str(tmp_path), "--json", str(out)]
     assert bench.main(argv, out=lines.append) == 0
     result = json.loads(out.read_text(encoding="utf-8"))
-    assert set(result) >= {"states", "seed", "rounds", "raw_sql", "sizes", "growth", "machine"}
+    assert set(result) == {
+        "states", "seed", "rounds", "long_run_seconds", "backend", "raw_sql", "sizes", "growth",
+        "machine", "command",
+    }  # fmt: skip
     assert result["states"] == ["AK", "AL", "AR", "AZ", "CA"]
     assert [r["entries"] for r in result["sizes"]] == [2000, 4000]
     for r in result["sizes"]:
+        assert set(r) == {"entries", "build", "reports"}
         build = r["build"]
+        assert set(build) == {
+            "entries", "seconds", "entries_per_second", "store_seconds", "generate_seconds",
+            "rows", "population",
+        }  # fmt: skip
         assert build["rows"]["replica_incidents"] == r["entries"]
         assert build["rows"]["replica_pseudonyms"] > build["rows"]["replica_agents"] > r["entries"]
         assert build["entries_per_second"] > 0 and build["population"]["travelling_agents"] > 0
@@ -69,6 +77,11 @@ def test_run_smoke(tmp_path: Path) -> None:
         raw = r["reports"][bench.BASELINE]
         assert raw["cross_state_pseudonyms"] > 0 and len(raw["runs_seconds"]) == 2
         matches = r["reports"]["agents matches"]
+        assert set(matches) == {
+            "warmup_seconds", "warmup_only", "runs_seconds", "best_seconds", "ratio", "goal_ratio",
+            "goal_met", "matches", "matches_by_entity", "agents_with_ambiguous_name_agency",
+            "incidents_in_matches",
+        }  # fmt: skip
         assert len(matches["runs_seconds"]) == 2
         assert matches["best_seconds"] == min(matches["runs_seconds"])
         assert isinstance(matches["ratio"], float) and matches["ratio"] > 0
@@ -78,6 +91,7 @@ def test_run_smoke(tmp_path: Path) -> None:
         assert matches["matches_by_entity"]["agent"] > 0 and matches["matches"] > 0
     for name in (bench.BASELINE, *bench.REPORTS):
         g = result["growth"][name]
+        assert set(g) == {"from_entries", "to_entries", "ratio", "goal_at_most", "goal_met"}
         assert isinstance(g["ratio"], float) and g["ratio"] > 0
         assert g["goal_at_most"] == pytest.approx(2.4)
     assert len(lines) == 1 and "agents matches" in lines[0] and "growth" in lines[0]
