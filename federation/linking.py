@@ -30,12 +30,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from node.normalize import KEY_STRENGTH
 
 STRONG: Final = ("badge", "name_agency")
-STRENGTHS: Final = ("vehicle", "medium", "strong")  # weakest first
 
 
 def strength_of(kind: str) -> str:
@@ -47,6 +46,7 @@ def strength_of(kind: str) -> str:
 
 
 Observation = tuple[str, int, int]  # state, log index, agent position in the entry
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -81,26 +81,29 @@ class Agent:
         return min(p for kind in STRONG for p in self.keys.get(kind, {}))
 
 
-class _Sets:
-    """Union-find over observations (path halving, union by size)."""
+class DisjointSets(Generic[T]):
+    """Union-find (path halving, union by size): which items have been joined, directly or
+    through others. Used for agents here and for teams in federation.patterns."""
 
     def __init__(self) -> None:
-        self.parent: dict[Observation, Observation] = {}
-        self.size: dict[Observation, int] = {}
+        self.parent: dict[T, T] = {}
+        self.size: dict[T, int] = {}
 
-    def add(self, o: Observation) -> None:
-        if o not in self.parent:
-            self.parent[o] = o
-            self.size[o] = 1
+    def add(self, item: T) -> None:
+        if item not in self.parent:
+            self.parent[item] = item
+            self.size[item] = 1
 
-    def find(self, o: Observation) -> Observation:
+    def find(self, item: T) -> T:
         parent = self.parent
-        while parent[o] != o:
-            parent[o] = parent[parent[o]]
-            o = parent[o]
-        return o
+        while parent[item] != item:
+            parent[item] = parent[parent[item]]
+            item = parent[item]
+        return item
 
-    def union(self, a: Observation, b: Observation) -> None:
+    def union(self, a: T, b: T) -> None:
+        self.add(a)
+        self.add(b)
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return
@@ -108,6 +111,13 @@ class _Sets:
             ra, rb = rb, ra
         self.parent[rb] = ra
         self.size[ra] += self.size[rb]
+
+    def groups(self) -> list[set[T]]:
+        """Every group of joined items (each item added is in exactly one)."""
+        found: dict[T, set[T]] = defaultdict(set)
+        for item in self.parent:
+            found[self.find(item)].add(item)
+        return list(found.values())
 
 
 def ambiguous_names(rows: Iterable[KeyRow]) -> set[str]:
@@ -135,7 +145,7 @@ def link_agents(rows: Iterable[KeyRow]) -> list[Agent]:
     usable strong key form no agent. Agents are returned by `ident`."""
     rows = list(rows)
     ambiguous = ambiguous_names(rows)
-    sets = _Sets()
+    sets: DisjointSets[Observation] = DisjointSets()
     by_key: dict[str, list[Observation]] = defaultdict(list)
     for r in rows:
         if r.kind in STRONG and r.pseudonym not in ambiguous:

@@ -34,7 +34,6 @@ from sqlalchemy import ColumnElement, Select, and_, distinct, func, select
 from sqlalchemy.orm import Session
 
 from federation.linking import (
-    STRENGTHS,
     STRONG,
     Agent,
     KeyRow,
@@ -45,6 +44,7 @@ from federation.linking import (
 )
 from node import models as m
 from node.db import Database
+from node.normalize import STRENGTHS
 
 CHUNK: Final = 500  # values per IN list
 ENTITY_OF_KIND: Final = {"name": "name", "unit": "unit", "plate": "vehicle"}
@@ -148,14 +148,23 @@ class Loaded:
     rows: dict[tuple[Observation, str], KeyRow] = field(default_factory=dict)
     facts: dict[Observation, Facts] = field(default_factory=dict)
 
-    def add(self, result: Iterable[Any]) -> None:
+    def add(self, result: Iterable[Any]) -> list[KeyRow]:
+        """Keep the rows of `result` (query rows of `_rows`); returns the strong-key rows
+        that were not kept already."""
+        fresh = []
         for state, index, position, kind, pseudonym, gid, day, conduct, agency in result:
             o = (str(state), int(index), int(position))
-            self.rows[(o, str(kind))] = KeyRow(o, str(kind), str(pseudonym))
+            key = (o, str(kind))
+            if key in self.rows:
+                continue
+            row = self.rows[key] = KeyRow(o, str(kind), str(pseudonym))
+            if row.kind in STRONG:
+                fresh.append(row)
             if o not in self.facts:
                 self.facts[o] = Facts(
                     str(gid), str(day), tuple(str(conduct).split()), agency and str(agency)
                 )
+        return fresh
 
 
 def _rows(f: MatchFilter) -> Select[*tuple[Any, ...]]:
@@ -217,19 +226,19 @@ def load_linked(s: Session, f: MatchFilter, seeds: Select[Any]) -> Loaded:
     """Every row of the pseudonyms whose prefixes `seeds` selects, and then the strong keys
     followed transitively (step 3 of the module docstring), within `f`'s date range."""
     loaded = Loaded()
-    loaded.add(s.execute(_rows(f).where(_P.prefix.in_(seeds))))
-    strong = [r for r in loaded.rows.values() if r.kind in STRONG]
-    done_keys = {r.pseudonym for r in strong}  # every row of these is loaded
-    done_obs: set[Observation] = set()
-    while True:
-        strong = [r for r in loaded.rows.values() if r.kind in STRONG]
-        new_obs = sorted({r.observation for r in strong} - done_obs)
-        loaded.add(_strong_rows_of(s, f, new_obs))
+    fresh = loaded.add(s.execute(_rows(f).where(_P.prefix.in_(seeds))))
+    done_keys = {r.pseudonym for r in fresh}  # every row of these is loaded
+    done_obs: set[Observation] = set()  # every strong row of these is loaded
+    while fresh:
+        new_obs = sorted({r.observation for r in fresh} - done_obs)
         done_obs.update(new_obs)
-        strong = [r for r in loaded.rows.values() if r.kind in STRONG]
-        new_keys = sorted({r.pseudonym for r in strong} - done_keys)
+        new_keys = sorted(
+            {r.pseudonym for r in loaded.add(_strong_rows_of(s, f, new_obs))} - done_keys
+        )
+        done_keys.update(new_keys)
+        fresh = []
         for chunk in _chunks(new_keys):
-            loaded.add(
+            fresh += loaded.add(
                 s.execute(
                     _rows(f).where(
                         _P.prefix.in_([m.pseudonym_prefix(p) for p in chunk]),
@@ -237,9 +246,7 @@ def load_linked(s: Session, f: MatchFilter, seeds: Select[Any]) -> Loaded:
                     )
                 )
             )
-        done_keys.update(new_keys)
-        if not new_obs and not new_keys:
-            return loaded
+    return loaded
 
 
 def summarize(

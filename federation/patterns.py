@@ -26,7 +26,7 @@ from typing import Any, Final
 from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import aliased
 
-from federation.linking import STRONG, Agent, link_agents
+from federation.linking import STRONG, Agent, DisjointSets, link_agents
 from federation.matches import Loaded, MatchFilter, in_range, load_linked, summarize
 from node import models as m
 from node.db import Database
@@ -180,23 +180,10 @@ def repeat(db: Database, f: PatternFilter, *, min_incidents: int = 3) -> Report:
 
 
 def _components(edges: Iterable[tuple[str, str]]) -> list[set[str]]:
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    sets: DisjointSets[str] = DisjointSets()
     for a, b in edges:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[str, set[str]] = defaultdict(set)
-    for x in parent:
-        groups[find(x)].add(x)
-    return sorted(groups.values(), key=min)
+        sets.union(a, b)
+    return sorted(sets.groups(), key=min)
 
 
 def units(db: Database, f: PatternFilter, *, min_together: int = 2) -> Report:
@@ -312,19 +299,15 @@ def unidentified(
     if window_days < 1 or min_incidents < 2:
         raise ValueError("window_days: at least 1; min_incidents: at least 2")
     found = _masked_rows(db, f)
-    parent = list(range(len(found)))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    sets: DisjointSets[int] = DisjointSets()
+    for i in range(len(found)):
+        sets.add(i)
 
     def join(ids: list[int], basis: str) -> None:
         ids.sort(key=lambda i: found[i].day)
         for a, b in itertools.pairwise(ids):
             if (found[b].day - found[a].day).days <= window_days:
-                parent[find(b)] = find(a)
+                sets.union(a, b)
                 found[a].basis.add(basis)
                 found[b].basis.add(basis)
 
@@ -340,7 +323,7 @@ def unidentified(
     for key, ids in buckets.items():
         if key[0] == "incident":
             for i in ids[1:]:
-                parent[find(i)] = find(ids[0])
+                sets.union(ids[0], i)
         else:
             label = {
                 "unit": lambda k: f"unit {k[1][:SHORT]}",
@@ -348,11 +331,9 @@ def unidentified(
                 "county": lambda k: f"county {k[2]}, {k[1]} ({k[3]})",
             }[key[0]](key)
             join(list(ids), label)
-    groups: dict[int, list[_Masked]] = defaultdict(list)
-    for i, x in enumerate(found):
-        groups[find(i)].append(x)
     rows = []
-    for members in groups.values():
+    for group in sets.groups():
+        members = [found[i] for i in group]
         incidents = {(x.observation[0], x.global_id): x for x in members}
         if len(incidents) < min_incidents:
             continue

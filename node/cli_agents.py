@@ -19,10 +19,11 @@ import click
 
 from node.cli import _load, data_dir_option, json_option, passphrase_option
 from node.cli_fedops import _db, with_federation_node
+from node.normalize import STRENGTHS
 from node.vocab import AGENCY, CONDUCT
 
 _STATE = re.compile(r"^[A-Z]{2}$")
-STRENGTH_CHOICES = ("strong", "medium", "vehicle")  # federation.linking.STRENGTHS, strongest first
+STRENGTH_CHOICES = tuple(reversed(STRENGTHS))  # strongest first
 SHORT_ID = 12  # hex digits of a pseudonym shown in tables (--json gives them whole)
 
 min_strength_option = click.option(
@@ -55,7 +56,19 @@ def _states(values: tuple[str, ...], hint: str = "--state") -> frozenset[str]:
     return frozenset(out)
 
 
-def _day(value: datetime | None) -> Any:
+since_option = click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Use only incidents on or after this day (YYYY-MM-DD).",
+)
+until_option = click.option(
+    "--until",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Use only incidents on or before this day (YYYY-MM-DD).",
+)
+
+
+def day_of(value: datetime | None) -> Any:
     return value.date() if value else None
 
 
@@ -106,16 +119,8 @@ def _print_matches(matches: list[Any]) -> None:
     type=click.Choice(sorted(CONDUCT)),
     help="Only matches with at least one incident of this conduct.",
 )
-@click.option(
-    "--since",
-    type=click.DateTime(["%Y-%m-%d"]),
-    help="Use only incidents on or after this day (YYYY-MM-DD).",
-)
-@click.option(
-    "--until",
-    type=click.DateTime(["%Y-%m-%d"]),
-    help="Use only incidents on or before this day (YYYY-MM-DD).",
-)
+@since_option
+@until_option
 @click.option(
     "--min-states", type=click.IntRange(min=2), default=2, show_default=True,
     help="Only matches seen in at least this many states.",
@@ -143,8 +148,8 @@ def matches_cmd(
             states=_states(states),
             agency=agency,
             conduct=conduct,
-            since=_day(since),
-            until=_day(until),
+            since=day_of(since),
+            until=day_of(until),
             min_states=min_states,
             min_strength=min_strength,
         )
@@ -304,7 +309,7 @@ def hits_cmd(
     peer_state = next(iter(_states((peer,), "--peer"))) if peer else None
     _, db = _db(data_dir)
     try:
-        found = list_hits(db, peer=peer_state, since=_day(since), kinds=kinds, limit=limit)
+        found = list_hits(db, peer=peer_state, since=day_of(since), kinds=kinds, limit=limit)
     finally:
         db.dispose()
     if as_json:

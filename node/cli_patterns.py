@@ -12,12 +12,12 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeVar
 
 import click
 
 from node.cli import _fail, data_dir_option
+from node.cli_agents import day_of, since_option, until_option
 from node.cli_fedops import _db
 from node.vocab import CONDUCT
 
@@ -41,14 +41,8 @@ def report_options(f: F) -> F:
     for option in reversed(
         [
             data_dir_option,
-            click.option(
-                "--since", type=click.DateTime(["%Y-%m-%d"]),
-                help="Use only incidents on or after this day (YYYY-MM-DD).",
-            ),
-            click.option(
-                "--until", type=click.DateTime(["%Y-%m-%d"]),
-                help="Use only incidents on or before this day (YYYY-MM-DD).",
-            ),
+            since_option,
+            until_option,
             click.option(
                 "--ids-limit", type=click.IntRange(min=0), default=50, show_default=True,
                 help="Global incident ids given per row (the rest are counted).",
@@ -92,7 +86,9 @@ def _run(
         raise click.UsageError("give --json or --csv, not both")
     try:
         f = PatternFilter(
-            since=_day(common["since"]), until=_day(common["until"]), ids_limit=common["ids_limit"]
+            since=day_of(common["since"]),
+            until=day_of(common["until"]),
+            ids_limit=common["ids_limit"],
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
@@ -114,10 +110,6 @@ def _run(
         click.echo(_csv(report), nl=False)
     else:
         _table(report)
-
-
-def _day(value: datetime | None) -> Any:
-    return value.date() if value else None
 
 
 def _csv(report: Any) -> str:

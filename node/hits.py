@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, Final
 
-from sqlalchemy import and_, insert, select, tuple_
+from sqlalchemy import and_, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from node import models as m
@@ -77,18 +77,16 @@ def record_hits(
     if not found:
         return 0
     ordered = sorted(found)
+    # The pairs already recorded, read by this state's incident (indexed): a row-value IN
+    # over the unique key would be a scan of the whole table on SQLite.
     known: set[tuple[str, str, str, str]] = set()
     h = m.Hit
-    for start in range(0, len(ordered), _CHUNK):
-        keys = [(p, own, ps, pg) for _, p, own, ps, pg in ordered[start : start + _CHUNK]]
-        known.update(
-            (str(p), str(own), str(ps), str(pg))
-            for p, own, ps, pg in s.execute(
-                select(h.pseudonym, h.own_global_id, h.peer_state, h.peer_global_id).where(
-                    tuple_(h.pseudonym, h.own_global_id, h.peer_state, h.peer_global_id).in_(keys)
-                )
-            )
+    own_ids = sorted({own for _, _, own, _, _ in ordered})
+    for start in range(0, len(own_ids), _CHUNK):
+        recorded = select(h.pseudonym, h.own_global_id, h.peer_state, h.peer_global_id).where(
+            h.own_global_id.in_(own_ids[start : start + _CHUNK])
         )
+        known.update((str(p), str(own), str(ps), str(pg)) for p, own, ps, pg in s.execute(recorded))
     rows = [
         {
             "found_at": now,

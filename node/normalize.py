@@ -91,6 +91,7 @@ KEY_STRENGTH: Final[dict[str, str]] = {
     "unit": "medium",
     "plate": "vehicle",
 }
+STRENGTHS: Final[tuple[str, ...]] = ("vehicle", "medium", "strong")  # weakest first
 
 # The 50 states, DC, and the territories PR, GU, VI, AS and MP. Deliberately a
 # copy, not node.vocab.STATES: this set is part of the key protocol.
