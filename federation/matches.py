@@ -222,11 +222,26 @@ def _strong_rows_of(
             yield from (r for r in s.execute(q) if (r[0], r[1], r[2]) in wanted)
 
 
+def _seed_rows(s: Session, f: MatchFilter, seeds: Select[Any]) -> Iterator[Any]:
+    """Every row (within `f`'s date range) of the pseudonyms whose prefixes `seeds` selects.
+    SQLite runs this best as one query with `seeds` as a subquery. PostgreSQL misestimates
+    the join of the three replica tables at one row and re-runs the grouped subquery for
+    each (quadratic: docs/BENCHMARKS.md), so there the prefixes are read first and the rows
+    by chunks of them."""
+    bind = s.get_bind()
+    if bind.dialect.name == "sqlite":
+        yield from s.execute(_rows(f).where(_P.prefix.in_(seeds)))
+        return
+    prefixes = [p for (p,) in s.execute(seeds)]
+    for chunk in _chunks(prefixes):
+        yield from s.execute(_rows(f).where(_P.prefix.in_(chunk)))
+
+
 def load_linked(s: Session, f: MatchFilter, seeds: Select[Any]) -> Loaded:
     """Every row of the pseudonyms whose prefixes `seeds` selects, and then the strong keys
     followed transitively (step 3 of the module docstring), within `f`'s date range."""
     loaded = Loaded()
-    fresh = loaded.add(s.execute(_rows(f).where(_P.prefix.in_(seeds))))
+    fresh = loaded.add(_seed_rows(s, f, seeds))
     done_keys = {r.pseudonym for r in fresh}  # every row of these is loaded
     done_obs: set[Observation] = set()  # every strong row of these is loaded
     while fresh:

@@ -89,12 +89,24 @@ def test_run_smoke(tmp_path: Path) -> None:
         assert matches["goal_met"] is (matches["ratio"] >= 0.5)
         assert set(matches["matches_by_entity"]) == {"agent", "name", "unit", "vehicle"}
         assert matches["matches_by_entity"]["agent"] > 0 and matches["matches"] > 0
+        for name in bench.REPORTS:
+            if name.startswith("patterns "):
+                f = r["reports"][name]
+                assert set(f) == {
+                    "warmup_seconds", "warmup_only", "runs_seconds", "best_seconds", "ratio",
+                    "rows", "global_ids_behind_rows",
+                }  # fmt: skip
+                assert f["ratio"] == pytest.approx(raw["best_seconds"] / f["best_seconds"])
+        assert r["reports"]["patterns surges"]["rows"] >= 0
+        assert r["reports"]["patterns repeat"]["rows"] > 0  # agents seen about 4 times each
+        assert r["reports"]["patterns conduct"]["rows"] > 0
     for name in (bench.BASELINE, *bench.REPORTS):
         g = result["growth"][name]
         assert set(g) == {"from_entries", "to_entries", "ratio", "goal_at_most", "goal_met"}
         assert isinstance(g["ratio"], float) and g["ratio"] > 0
         assert g["goal_at_most"] == pytest.approx(2.4)
     assert len(lines) == 1 and "agents matches" in lines[0] and "growth" in lines[0]
+    assert "patterns units" in lines[0] and "patterns conduct:" in lines[0]
     assert (tmp_path / "patterns-4000.db").is_file()  # --work keeps the databases
 
 
