@@ -36,6 +36,34 @@ _I = m.ReplicaIncident
 _A = m.ReplicaAgent
 SHORT: Final = 12
 PUBLISH_MINIMUM: Final = 5
+PLOT_PLACES: Final = 6  # surges: the places whose weekly timelines a report carries
+
+
+@dataclass(frozen=True)
+class Series:
+    """One place's weekly counts, for the surges timeline: each week (its Monday), the
+    count (None: suppressed for publication), the baseline it was tested against (None
+    before the place has a baseline, and in a published report), and whether it was
+    flagged."""
+
+    label: str
+    weeks: tuple[str, ...]
+    counts: tuple[int | None, ...]
+    baselines: tuple[float | None, ...]
+    flagged: tuple[bool, ...]
+    suppressed_below: int | None = None  # published: the counts left out are 1 to this - 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            **({"suppressed_below": self.suppressed_below} if self.suppressed_below else {}),
+            "weeks": [
+                {"week": w, "count": n, "baseline": b, "flagged": x}
+                for w, n, b, x in zip(
+                    self.weeks, self.counts, self.baselines, self.flagged, strict=True
+                )
+            ],
+        }
 
 
 @dataclass(frozen=True)
@@ -47,6 +75,7 @@ class Report:
     notes: tuple[str, ...] = ()
     count_columns: tuple[str, ...] = ()  # an aggregate report: counts that --publish hides
     derived_columns: tuple[str, ...] = ()  # values computed from the counts (rates)
+    series: tuple[Series, ...] = ()  # surges: the timelines of the places plotted
 
     @property
     def aggregate(self) -> bool:
@@ -59,6 +88,7 @@ class Report:
             "columns": list(self.columns),
             "rows": [dict(r) for r in self.rows],
             "notes": list(self.notes),
+            **({"series": [x.to_json() for x in self.series]} if self.series else {}),
         }
 
 
@@ -114,12 +144,26 @@ def suppress(report: Report, minimum: int = PUBLISH_MINIMUM) -> Report:
                 out[c] = None
         hidden += len(small)
         rows.append(out)
+    series = tuple(
+        replace(
+            x,
+            counts=tuple(None if n and n < minimum else n for n in x.counts),
+            baselines=tuple(None for _ in x.baselines),
+            suppressed_below=minimum,
+        )
+        for x in report.series
+    )
     note = (
         f"for publication: {hidden} cells with counts from 1 to {minimum - 1} are shown as "
         f"<{minimum} and the rates computed from them are blanked (primary suppression); "
         "global incident ids are left out"
     )
-    return replace(report, rows=tuple(rows), notes=(*report.notes, note))
+    if series:
+        note += (
+            f"; in the timelines, weekly counts from 1 to {minimum - 1} are left out and so "
+            "are the baselines (consecutive baselines would give them away)"
+        )
+    return replace(report, rows=tuple(rows), notes=(*report.notes, note), series=series)
 
 
 # --- repeat and units: agents joined by strong keys ------------------------------------
@@ -163,6 +207,7 @@ def repeat(db: Database, f: PatternFilter, *, min_incidents: int = 3) -> Report:
                 "conduct": _profile(x.conduct),
                 "agencies": _profile(x.agencies),
                 "pseudonym": a.ident,
+                "per_state": {s: len(x.incidents[s]) for s in x.states},
                 **_ids((g for gs in x.incidents.values() for g in gs), f.ids_limit),
             }
         )
@@ -220,6 +265,7 @@ def units(db: Database, f: PatternFilter, *, min_together: int = 2) -> Report:
                 "incidents": len(shared),
                 "states": len(spans),
                 "movement": " → ".join(f"{s} {min(d)}…{max(d)}" for s, d in moves),
+                "spans": [{"state": s, "first_day": min(d), "last_day": max(d)} for s, d in moves],
                 "members": sorted(members),
                 **_ids((gid[i] for i in shared), f.ids_limit),
             }
@@ -414,25 +460,32 @@ def surges(
             weekly[(str(state), str(county))][week] += 1
             ids[(str(state), str(county), week)].append(str(gid))
     if not weekly:
-        return _surge_report([], 0, baseline_weeks, alpha, min_count, floor)
+        return _surge_report([], 0, baseline_weeks, alpha, min_count, floor, ())
     first = min(min(c) for c in weekly.values())
     last = max(max(c) for c in weekly.values())
     weeks = [first + timedelta(weeks=i) for i in range((last - first).days // 7 + 1)]
     tests = len(weekly) * max(0, len(weeks) - baseline_weeks)
     limit = alpha / max(1, tests)
     rows = []
+    timelines: dict[tuple[str, str], Series] = {}
     for (state, county), counts in weekly.items():
         history: list[int] = []  # the place's weeks so far, flagged weeks left out
+        bases: list[float | None] = []
+        flags: list[bool] = []
         for week in weeks:
             n = counts.get(week, 0)
+            flags.append(False)
             if len(history) < baseline_weeks:
                 history.append(n)
+                bases.append(None)
                 continue
             base = sum(history[-baseline_weeks:]) / baseline_weeks
+            bases.append(round(base, 2))
             p = poisson_sf(n, max(base, floor))
             if n < min_count or p >= limit:
                 history.append(n)
                 continue
+            flags[-1] = True
             rows.append(
                 {
                     "state": state,
@@ -445,12 +498,30 @@ def surges(
                     **_ids(ids[(state, county, week)], f.ids_limit),
                 }
             )
+        timelines[(state, county)] = Series(
+            f"{county} ({state})",
+            tuple(w.isoformat() for w in weeks),
+            tuple(counts.get(w, 0) for w in weeks),
+            tuple(bases),
+            tuple(flags),
+        )
     rows.sort(key=lambda r: (r["p_value"], r["state"], r["county"], r["week"]))
-    return _surge_report(rows, tests, baseline_weeks, alpha, min_count, floor)
+    plotted = list(dict.fromkeys((r["state"], r["county"]) for r in rows))[:PLOT_PLACES]
+    if not plotted:  # nothing flagged: the busiest places
+        busiest = sorted(weekly, key=lambda k: (-sum(weekly[k].values()), k))
+        plotted = busiest[:PLOT_PLACES]
+    series = tuple(timelines[k] for k in plotted)
+    return _surge_report(rows, tests, baseline_weeks, alpha, min_count, floor, series)
 
 
 def _surge_report(
-    rows: list[dict[str, Any]], tests: int, weeks: int, alpha: float, min_count: int, floor: float
+    rows: list[dict[str, Any]],
+    tests: int,
+    weeks: int,
+    alpha: float,
+    min_count: int,
+    floor: float,
+    series: tuple[Series, ...],
 ) -> Report:
     return Report(
         "surges",
@@ -467,6 +538,7 @@ def _surge_report(
         ),
         count_columns=("count",),
         derived_columns=("ratio", "p_value"),
+        series=series,
     )
 
 

@@ -46,6 +46,7 @@ def test_repeat_counts_an_agents_incidents_across_states(db: Database) -> None:
     store(db, "MN", (2, entry("MN", 2, team("8"), day=day(31))))
     (row,) = repeat(db, F, min_incidents=3).rows
     assert row["incidents"] == 3 and row["states"] == "IL 2 · MN 1"
+    assert row["per_state"] == {"IL": 2, "MN": 1}
     assert row["conduct"] == "warrantless_arrest 2, excessive_force 1"
     assert len(row["global_ids"]) == 3 and row["more_ids"] == 0
     assert repeat(db, F, min_incidents=4).rows == ()
@@ -64,6 +65,10 @@ def test_units_follow_a_team_from_state_to_state(db: Database) -> None:
     (row,) = units(db, F).rows
     assert row["agents"] == 3 and row["incidents"] == 5 and row["states"] == 2
     assert row["movement"] == f"IL {day(1)}…{day(3)} → MN {day(41)}…{day(42)}"
+    assert row["spans"] == [
+        {"state": "IL", "first_day": day(1), "last_day": day(3)},
+        {"state": "MN", "first_day": day(41), "last_day": day(42)},
+    ]
     assert row["members"] == sorted(pseudonym(f"badge:ICE-ERO:{b}") for b in "123")
     (pair,) = units(db, F, min_together=4).rows  # 1 and 2 together five times, 3 three
     assert pair["agents"] == 2 and pair["incidents"] == 5
@@ -106,10 +111,25 @@ def test_surges_flag_a_week_far_above_its_places_baseline(db: Database) -> None:
     )  # fmt: skip
     assert row["baseline"] == 1.0 and row["p_value"] < 1e-4
     assert "Poisson" in report.notes[0] and "Bonferroni" in report.notes[0]
+    (line,) = report.series  # the timeline of the one place, for --plot
+    assert line.label == "Cook (MN)" and len(line.weeks) == 16 and line.weeks[0] == day(0)
+    assert line.counts == (1,) * 14 + (10, 1)
+    assert line.baselines[:12] == (None,) * 12 and line.baselines[12:] == (1.0,) * 4
+    assert line.flagged == (False,) * 14 + (True, False)
+    assert report.to_json()["series"][0]["weeks"][14] == {
+        "week": day(7 * 14), "count": 10, "baseline": 1.0, "flagged": True,
+    }  # fmt: skip
     published = suppress(report, 11)
     assert published.rows[0]["count"] == "<11" and published.rows[0]["ratio"] is None
     assert "global_ids" not in published.rows[0] and "primary suppression" in published.notes[-1]
+    (hidden,) = published.series  # no count from 1 to 10, no baseline (they give counts away)
+    assert hidden.counts == (None,) * 16 and set(hidden.baselines) == {None}
+    assert hidden.suppressed_below == 11 and "baselines" in published.notes[-1]
+    assert suppress(report, 2).series[0].counts == (None,) * 14 + (10, None)
     assert surges(db, F, min_count=11).rows == ()
+    (busiest,) = surges(db, F, min_count=11).series  # none flagged: the busiest places
+    assert busiest.counts == line.counts and not any(busiest.flagged)
+    assert busiest.baselines[-1] == 1.75  # week 14 is not flagged: in the baseline now
 
 
 def test_conduct_flags_an_agency_with_a_higher_rate(db: Database) -> None:
