@@ -19,6 +19,7 @@ import click
 
 from node.cli import _load, data_dir_option, json_option, passphrase_option
 from node.cli_fedops import _db, with_federation_node
+from node.cli_requests import check_request_options, request_bundles, request_options
 from node.normalize import STRENGTHS
 from node.vocab import AGENCY, CONDUCT
 
@@ -127,6 +128,7 @@ def _print_matches(matches: list[Any]) -> None:
 )  # fmt: skip
 @min_strength_option
 @json_option
+@request_options
 def matches_cmd(
     data_dir: Path,
     states: tuple[str, ...],
@@ -137,6 +139,7 @@ def matches_cmd(
     min_states: int,
     min_strength: str,
     as_json: bool,
+    **requests: Any,
 ) -> None:
     """Agents (joined by badge or name and agency, transitively), names, units and vehicles
     that appear in two or more states: the states, incidents per state, date range, conduct,
@@ -155,6 +158,7 @@ def matches_cmd(
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    check_request_options(requests)
     _, db = _db(data_dir)
     try:
         found = find_matches(db, f)
@@ -162,8 +166,11 @@ def matches_cmd(
         db.dispose()
     if as_json:
         click.echo(json.dumps({"matches": [x.to_json() for x in found]}, indent=2))
-        return
-    _print_matches(found)
+    else:
+        _print_matches(found)
+    if requests["request_bundles"]:
+        ids = [g for x in found for gs in x.incidents.values() for g in gs]
+        request_bundles(data_dir, requests, ids, 0)
 
 
 def _query_key(

@@ -1,9 +1,11 @@
 """`compact patterns repeat|units|unidentified|surges|conduct`: pattern reports.
 
 Each report reads this node's replica of the federated index (docs/analysis.md) and
-prints a table, `--json` or `--csv`. `--publish` prepares an aggregate report
-(surges, conduct) for use outside the compact: small counts suppressed, global
-ids left out, and a note that says so.
+prints a table, `--json` or `--csv`; `--plot FILE.png|svg` also draws it
+(node.plots). `--publish` prepares an aggregate report (surges, conduct) for use
+outside the compact: small counts suppressed, global ids left out, and a note that
+says so. `--request-bundles --purpose "…"` then asks the holders for the bundles of
+the incidents listed (node.cli_requests).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from node.cli import _fail, data_dir_option
+from node.cli import _fail, _stderr, data_dir_option
 from node.cli_agents import day_of, since_option, until_option
 from node.cli_fedops import _db
+from node.cli_requests import check_request_options, ids_of, request_bundles, request_options
 from node.vocab import CONDUCT
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,10 +62,14 @@ def report_options(f: F) -> F:
                 "--min-count", type=click.IntRange(min=1), default=5, show_default=True,
                 help="With --publish: the smallest count shown.",
             ),
+            click.option(
+                "--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+                help="Also draw the report to FILE.png or FILE.svg (after --publish, if given).",
+            ),
         ]
     ):  # fmt: skip
         f = option(f)
-    return f
+    return request_options(f)
 
 
 alpha_option = click.option(
@@ -84,6 +92,14 @@ def _run(
     as_json, as_csv = common["as_json"], common["as_csv"]
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
+    check_request_options(common)
+    if common["plot"] is not None:
+        from node.plots import PlotError, check_target
+
+        try:
+            check_target(common["plot"])
+        except PlotError as e:
+            raise click.UsageError(str(e)) from None
     try:
         f = PatternFilter(
             since=day_of(common["since"]),
@@ -110,6 +126,13 @@ def _run(
         click.echo(_csv(report), nl=False)
     else:
         _table(report)
+    if common["plot"] is not None:
+        from node.plots import write_plot
+
+        write_plot(report, common["plot"])
+        _stderr().print(f"plot written to {common['plot']}", highlight=False)
+    if common["request_bundles"]:
+        request_bundles(common["data_dir"], common, *ids_of(report.rows))
 
 
 def _csv(report: Any) -> str:

@@ -62,13 +62,15 @@ def init_test_node(
 
 
 def compact(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, input: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    """Run the `compact` command line in a child process."""
+    """Run the `compact` command line in a child process, `input` on its stdin (by default
+    an empty stdin: a prompt sees its end, it never waits on the test's terminal)."""
     return subprocess.run(
         [sys.executable, "-m", "node.cli", *args],
         capture_output=True,
         text=True,
+        input=input,
         timeout=timeout,
         cwd=REPO,
         env={**os.environ, **(env or {})},

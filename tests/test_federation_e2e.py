@@ -243,3 +243,85 @@ def test_pattern_reports_from_the_command_line(compact_of_three: dict[str, Confi
     bad = compact("patterns", "surges", "--since", "2025-12-01", "--until", "2025-01-01",
                   "--data-dir", mn)  # fmt: skip
     assert bad.returncode == 2 and "since" in bad.stderr
+
+
+def _requests(config: Config, direction: str) -> list[tuple[str, str, str, str, str]]:
+    r = m.BundleRequestRow
+    return sorted(
+        (str(a), str(b), str(c), str(d), str(e))
+        for a, b, c, d, e in db_rows(
+            config,
+            select(r.holder, r.requester, r.global_id, r.requested_by, r.purpose).where(
+                r.direction == direction
+            ),
+        )
+    )
+
+
+def test_reports_request_the_bundles_behind_their_rows(
+    compact_of_three: dict[str, Config], tmp_path: Any
+) -> None:
+    mn, il = compact_of_three["MN"], compact_of_three["IL"]
+    repeat = ("patterns", "repeat", "--min-incidents", "2", "--data-dir", str(mn.data_dir))
+    for extra, message in [
+        (("--request-bundles",), "needs --purpose"),
+        (("--purpose", "why"), "--purpose: only with --request-bundles"),
+        (("--yes",), "--yes: only with --request-bundles"),
+        (("--request-bundles", "--purpose", "  "), "needs --purpose"),
+    ]:
+        bad = compact(*repeat, *extra)
+        assert bad.returncode == 2 and message in bad.stderr, (extra, bad.stderr)
+    published = compact("patterns", "conduct", "--publish", "--request-bundles", "--purpose",
+                        "x", "--data-dir", str(mn.data_dir))  # fmt: skip
+    assert published.returncode == 2 and "not with --publish" in published.stderr
+    # no confirmation (an empty stdin): nothing is requested
+    asked = (*repeat, "--request-bundles", "--purpose", "joint matter 7", "--user", "ana")
+    refused = compact(*asked, "--json")
+    assert refused.returncode == 1 and "Send these requests?" in refused.stderr
+    assert json.loads(refused.stdout)["report"] == "repeat"  # the report came first
+    assert "from IL (1)" in refused.stderr
+    assert _requests(mn, "outgoing") == []
+    # confirmed: one request, for IL's incident; MN's own incident is not asked for
+    done = compact(*asked, input="y\n")
+    assert done.returncode == 0, done.stderr
+    assert "1 of this state's own incidents" in done.stderr
+    assert "1 bundle requests made" in done.stderr
+    ((holder, requester, gid, user, purpose),) = _requests(mn, "outgoing")
+    assert (holder, requester, user, purpose) == ("IL", "MN", "ana", "joint matter 7")
+    assert gid.startswith("IL-")
+    assert [x[2] for x in _requests(il, "incoming")] == [gid]  # delivered to the holder
+    again = compact(*asked, "--yes")
+    assert again.returncode == 0 and "no bundle to request" in again.stderr
+    assert "1 with a request already open or approved" in again.stderr
+    # agents matches too, with a limit on how many it may ask for
+    ca = ("agents", "matches", "--min-strength", "strong", "--data-dir",
+          str(compact_of_three["CA"].data_dir), "--request-bundles", "--purpose", "p")  # fmt: skip
+    too_many = compact(*ca, "--yes", "--max-requests", "1")
+    assert too_many.returncode == 1 and "more than --max-requests 1" in too_many.stderr
+    assert _requests(compact_of_three["CA"], "outgoing") == []
+    assert compact(*ca, "--yes").returncode == 0
+    assert [x[0] for x in _requests(compact_of_three["CA"], "outgoing")] == ["IL", "MN"]
+
+
+def test_reports_draw_plots(compact_of_three: dict[str, Config], tmp_path: Any) -> None:
+    mn = str(compact_of_three["MN"].data_dir)
+    for name, suffix in [("conduct", "svg"), ("surges", "png"), ("repeat", "png")]:
+        target = tmp_path / f"{name}.{suffix}"
+        out = compact("patterns", name, "--data-dir", mn, "--json", "--plot", str(target))
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["report"] == name  # stdout stays JSON
+        assert f"plot written to {target}" in out.stderr
+        head = target.read_bytes()[:200]
+        assert head.startswith(b"\x89PNG") if suffix == "png" else b"<svg" in head
+    published = tmp_path / "published.png"
+    out = compact("patterns", "surges", "--publish", "--plot", str(published), "--data-dir", mn)
+    assert out.returncode == 0 and published.read_bytes().startswith(b"\x89PNG")
+    for target, message in [
+        (tmp_path / "x.pdf", "must end in .png or .svg"),
+        (tmp_path / "no" / "x.png", "no such folder"),
+    ]:
+        bad = compact("patterns", "conduct", "--data-dir", mn, "--plot", str(target))
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "conduct.svg", "published.png", "repeat.png", "surges.png"
+    ]  # fmt: skip
