@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import secrets
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -78,6 +78,21 @@ def _figure(rows: int, per_row: float = 0.34, minimum: float = 3.0) -> Any:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(WIDTH, max(minimum, 1.6 + per_row * rows)), layout="constrained")
+
+
+def _rows_figure(report: Report, rows: int) -> tuple[Any, Any, list[int]]:
+    """A titled figure with one axes for `rows` horizontal rows, and each row's y, the
+    first row at the top."""
+    fig = _figure(rows)
+    fig.suptitle(report.title)
+    return fig, fig.add_subplot(), list(range(rows))[::-1]
+
+
+def _colors(states: Iterable[str]) -> dict[str, Any]:
+    """A colour per state, in alphabetical order (tab20, repeating after 20)."""
+    from matplotlib import colormaps
+
+    return {s: colormaps["tab20"](i % 20) for i, s in enumerate(sorted(states))}
 
 
 def _drawn_rows(report: Report) -> Sequence[dict[str, Any]]:
@@ -145,9 +160,7 @@ def _conduct(report: Report) -> Any:
     if not rows:
         return _empty(_figure(0), report)
     by = report.columns[0]
-    fig = _figure(len(rows))
-    ax = fig.add_subplot()
-    ys = list(range(len(rows)))[::-1]
+    fig, ax, ys = _rows_figure(report, len(rows))
     colors = ["tab:red" if r["flagged"] else "tab:blue" for r in rows]
     ax.barh(ys, [r["rate"] for r in rows], color=colors, label="rate (red: flagged)")
     elsewhere = [(y, r["rate_elsewhere"]) for y, r in zip(ys, rows, strict=True)]
@@ -158,7 +171,6 @@ def _conduct(report: Report) -> Any:
     ax.tick_params(axis="y", labelsize=8)
     ax.set_xlabel("share of the group's incidents")
     ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(report.title)
     return fig
 
 
@@ -166,22 +178,16 @@ def _repeat(report: Report) -> Any:
     rows = list(report.rows)[:MOST_ROWS]
     if not rows:
         return _empty(_figure(0), report)
-    from matplotlib import colormaps
-
-    states = sorted({s for r in rows for s in r["per_state"]})
-    palette = colormaps["tab20"]
-    fig = _figure(len(rows))
-    ax = fig.add_subplot()
-    ys = list(range(len(rows)))[::-1]
+    color = _colors({s for r in rows for s in r["per_state"]})
+    fig, ax, ys = _rows_figure(report, len(rows))
     left = [0] * len(rows)
-    for i, state in enumerate(states):
+    for state, c in color.items():
         widths = [int(r["per_state"].get(state, 0)) for r in rows]
-        ax.barh(ys, widths, left=left, color=palette(i % 20), label=state)
+        ax.barh(ys, widths, left=left, color=c, label=state)
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.set_yticks(ys, [r["agent"] for r in rows], fontsize=8, family="monospace")
     ax.set_xlabel("incidents, by state")
-    ax.legend(fontsize=7, ncols=min(len(states), 10), loc="lower right")
-    fig.suptitle(report.title)
+    ax.legend(fontsize=7, ncols=min(len(color), 10), loc="lower right")
     return fig
 
 
@@ -190,14 +196,9 @@ def _spans(report: Report) -> Any:
     rows = list(report.rows)[:MOST_ROWS]
     if not rows:
         return _empty(_figure(0), report)
-    from matplotlib import colormaps
-
     label_of = "team" if report.name == "units" else "group"
-    places = sorted({state for r in rows for state, _, _ in _row_spans(r)})
-    color = {s: colormaps["tab20"](i % 20) for i, s in enumerate(places)}
-    fig = _figure(len(rows))
-    ax = fig.add_subplot()
-    ys = list(range(len(rows)))[::-1]
+    color = _colors({state for r in rows for state, _, _ in _row_spans(r)})
+    fig, ax, ys = _rows_figure(report, len(rows))
     for y, r in zip(ys, rows, strict=True):
         for state, first, last in _row_spans(r):
             start = date.fromisoformat(first)
@@ -208,7 +209,6 @@ def _spans(report: Report) -> Any:
     ax.set_yticks(ys, [f"{r[label_of]} ({r['incidents']})" for r in rows], fontsize=8)
     ax.xaxis_date()
     ax.set_xlabel("days present (a bar per state, from its first to its last incident)")
-    fig.suptitle(report.title)
     return fig
 
 
