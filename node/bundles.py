@@ -603,7 +603,7 @@ def list_requests(
             query = query.where(m.BundleRequestRow.direction == direction)
         if state is not None:
             query = query.where(m.BundleRequestRow.state == state)
-        return [_info(r, b) for r, b in s.execute(query).tuples()]
+        return [_info(r, b) for r, b in s.execute(query)]
 
 
 def get_request(db: Database, ref: str) -> RequestInfo:
