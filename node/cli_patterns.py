@@ -129,7 +129,10 @@ def _run(
     if common["plot"] is not None:
         from node.plots import write_plot
 
-        write_plot(report, common["plot"])
+        try:
+            write_plot(report, common["plot"])
+        except OSError as e:
+            _fail(f"--plot: cannot write {common['plot']}: {e.strerror or e}")
         _stderr().print(f"plot written to {common['plot']}", highlight=False)
     if common["request_bundles"]:
         request_bundles(common["data_dir"], common, *ids_of(report.rows))

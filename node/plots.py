@@ -42,10 +42,13 @@ def check_target(path: Path) -> None:
     """Refuse a FILE the plot cannot be written to, before any report is computed."""
     if path.suffix.lower() not in FORMATS:
         raise PlotError(f"--plot: FILE must end in {' or '.join(FORMATS)}, not {path.name!r}")
-    if not path.parent.is_dir():
-        raise PlotError(f"--plot: no such folder: {path.parent}")
-    if path.is_dir():
-        raise PlotError(f"--plot: {path} is a folder")
+    try:
+        if not path.parent.is_dir():
+            raise PlotError(f"--plot: no such folder: {path.parent}")
+        if path.is_dir():
+            raise PlotError(f"--plot: {path} is a folder")
+    except OSError as e:  # a name the file system refuses, a folder it may not enter
+        raise PlotError(f"--plot: cannot write {path}: {e.strerror or e}") from None
 
 
 def write_plot(report: Report, path: Path) -> None:

@@ -322,6 +322,10 @@ def test_reports_draw_plots(compact_of_three: dict[str, Config], tmp_path: Any) 
     ]:
         bad = compact("patterns", "conduct", "--data-dir", mn, "--plot", str(target))
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    too_long = tmp_path / ("x" * 300 + ".png")  # the file system refuses the name
+    bad = compact("patterns", "conduct", "--data-dir", mn, "--plot", str(too_long))
+    assert bad.returncode == 2 and "--plot: cannot write" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "conduct.svg", "published.png", "repeat.png", "surges.png"
     ]  # fmt: skip

@@ -119,6 +119,7 @@ def test_a_target_that_cannot_be_written_is_refused(tmp_path: Path) -> None:
         (tmp_path / "x", "must end in"),
         (tmp_path / "missing" / "x.svg", "no such folder"),
         (tmp_path / "dir.png", "is a folder"),
+        (tmp_path / ("x" * 300 + ".png"), "cannot write .*: File name too long"),
     ]:
         with pytest.raises(plots.PlotError, match=message):
             plots.check_target(target)
