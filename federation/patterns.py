@@ -335,15 +335,26 @@ def _places(members: Iterable[_Masked]) -> str:
     return ", ".join(sorted({f"{x.county} ({x.observation[0]})" for x in members}))
 
 
+UNIDENTIFIED_BASES: Final = ("unit", "vehicle", "county")
+
+
 def unidentified(
-    db: Database, f: PatternFilter, *, window_days: int = 14, min_incidents: int = 2
+    db: Database,
+    f: PatternFilter,
+    *,
+    window_days: int = 14,
+    min_incidents: int = 2,
+    bases: Sequence[str] = UNIDENTIFIED_BASES,
 ) -> Report:
     """Incidents with masked or unidentified agents, grouped into provisional teams: the same
     unit, or the same vehicle, or (with neither) the same county and agency, each time
     within `window_days` of the group's previous incident; agents at one incident are one
-    group. No facial recognition, no image: only what the index records."""
+    group. `bases` names the joins made (county alone is the weakest: place and time). No
+    facial recognition, no image: only what the index records."""
     if window_days < 1 or min_incidents < 2:
         raise ValueError("window_days: at least 1; min_incidents: at least 2")
+    if not bases or set(bases) - set(UNIDENTIFIED_BASES):
+        raise ValueError(f"bases: one or more of {', '.join(UNIDENTIFIED_BASES)}")
     found = _masked_rows(db, f)
     sets: DisjointSets[int] = DisjointSets()
     for i in range(len(found)):
@@ -370,7 +381,7 @@ def unidentified(
         if key[0] == "incident":
             for i in ids[1:]:
                 sets.union(ids[0], i)
-        else:
+        elif key[0] in bases:
             label = {
                 "unit": lambda k: f"unit {k[1][:SHORT]}",
                 "vehicle": lambda k: f"vehicle {k[1][:SHORT]}",
@@ -409,7 +420,8 @@ def unidentified(
         (
             "agents recorded as masked or as not identifying themselves, with no badge and no "
             f"name; grouped when they share a unit, a vehicle, or (with neither) a county and "
-            f"an agency, each incident within {window_days} days of the previous one; "
+            f"an agency (joins made: {', '.join(b for b in UNIDENTIFIED_BASES if b in bases)}), "
+            f"each incident within {window_days} days of the previous one; "
             "agents at one incident are one group; a provisional record, not an "
             "identification",
         ),

@@ -211,10 +211,20 @@ def units_cmd(min_together: int, **common: Any) -> None:
 @report_options
 @click.option("--window-days", type=click.IntRange(min=1), default=14, show_default=True)
 @click.option("--min-incidents", type=click.IntRange(min=2), default=2, show_default=True)
-def unidentified_cmd(window_days: int, min_incidents: int, **common: Any) -> None:
+@click.option(
+    "--basis", "bases", multiple=True, type=click.Choice(["unit", "vehicle", "county"]),
+    help="Join only by these (repeat it; default all three). County and agency alone is "
+    "the weakest: --basis unit --basis vehicle leaves it out.",
+)  # fmt: skip
+def unidentified_cmd(
+    window_days: int, min_incidents: int, bases: tuple[str, ...], **common: Any
+) -> None:
     """Incidents with masked or unidentified agents grouped by unit, vehicle, county and
     time window into provisional unidentified teams (no facial recognition)."""
-    _run("unidentified", common, window_days=window_days, min_incidents=min_incidents)
+    _run(
+        "unidentified", common, window_days=window_days, min_incidents=min_incidents,
+        bases=bases or ("unit", "vehicle", "county"),
+    )  # fmt: skip
 
 
 @patterns_group.command("surges")

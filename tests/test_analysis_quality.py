@@ -178,6 +178,9 @@ def test_precision_of_each_report(
         ]
         right = sum(1 for got in part if any(_share(got, x) > 0.5 for x in masked))
         figures[f"unidentified, basis {label}"] = (right, len(part))
+    keyed = rows_of("patterns", "unidentified", "--basis", "unit", "--basis", "vehicle")
+    right = sum(1 for _, got in keyed if any(_share(got, x) > 0.5 for x in masked))
+    figures["unidentified --basis unit --basis vehicle"] = (right, len(keyed))
     # surges: a flagged week is right when it is a planted surge week
     surge = truth["surge"]
     found = rows_of("patterns", "surges")
@@ -206,6 +209,7 @@ RECORDED_PRECISION: dict[str, tuple[int, int]] = {
     "units --min-together 3": (2, 4),
     "unidentified, basis unit or vehicle": (1, 1),
     "unidentified, basis county only": (0, 12),
+    "unidentified --basis unit --basis vehicle": (1, 1),
     "surges": (2, 2),
     "conduct --by agency": (2, 2),
 }

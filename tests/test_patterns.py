@@ -95,6 +95,14 @@ def test_unidentified_groups_masked_agents_by_unit_vehicle_and_county(db: Databa
     assert county["incidents"] == 2 and county["agencies"] == "CBP-USBP 2"
     vehicle = next(r for b, r in rows.items() if b.startswith("vehicle"))
     assert vehicle["states"] == "MN"
+    keyed = unidentified(db, F, bases=("unit", "vehicle"))  # no join by county alone
+    assert sorted(r["basis"].split()[0] for r in keyed.rows) == ["unit", "vehicle"]
+    assert "joins made: unit, vehicle" in keyed.notes[0]
+    assert [r["basis"].split()[0] for r in unidentified(db, F, bases=("county",)).rows] == [
+        "county"
+    ]
+    with pytest.raises(ValueError, match="bases"):
+        unidentified(db, F, bases=("face",))
     assert all(f"IL-{6:036d}" not in r["global_ids"] for r in rows.values())
     assert len(unidentified(db, F, window_days=100).rows) == 3  # the late one joins its unit
     assert max(r["incidents"] for r in unidentified(db, F, window_days=100).rows) == 3
