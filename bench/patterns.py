@@ -356,6 +356,17 @@ def count_rows(db: Database) -> dict[str, int]:
 
 
 @contextmanager
+def _migrated(url: str) -> Iterator[Database]:
+    """The database at `url`, migrated to the newest schema; disposed of afterwards."""
+    db = Database.from_url(url)
+    try:
+        migrate.upgrade(db.engine)
+        yield db
+    finally:
+        db.dispose()
+
+
+@contextmanager
 def fresh_database(entries: int, work: Path, admin_url: str | None) -> Iterator[Database]:
     """A new, migrated database for one size: a SQLite file in `work`, or a database made
     on the PostgreSQL server of `admin_url` and dropped afterwards."""
@@ -367,23 +378,17 @@ def fresh_database(entries: int, work: Path, admin_url: str | None) -> Iterator[
             path.with_name(path.name + "-shm"),
         ):
             leftover.unlink(missing_ok=True)
-        db = Database.from_url(f"sqlite:///{path}")
-        try:
-            migrate.upgrade(db.engine)
+        with _migrated(f"sqlite:///{path}") as db:
             yield db
-        finally:
-            db.dispose()
         return
     name = f"compact_bench_patterns_{secrets.token_hex(6)}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    db = Database.from_url(f"{base}/{name}")
     try:
-        migrate.upgrade(db.engine)
-        yield db
+        with _migrated(f"{base}/{name}") as db:
+            yield db
     finally:
-        db.dispose()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
