@@ -33,28 +33,55 @@ incident record must carry no floats.
 from __future__ import annotations
 
 import base64
-import binascii
-import itertools
-import json
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final, NoReturn, Protocol, TypeVar
+from datetime import datetime
+from typing import Any, Final
 
 from crypto import signing
 from crypto.checkpoint import verify_checkpoint
-from crypto.dsse import Envelope, VerificationPolicy, sign_envelope, verify_envelope
+from crypto.dsse import Envelope
 from crypto.errors import CryptoError, EncodingError, ThresholdError, VerificationError
 from crypto.merkle import leaf_hash, verify_inclusion
 from crypto.sealing import SealedStreamInfo
-from federation.encoding import canonical_json, load_json_object
+from federation import schema
+from federation.encoding import canonical_json
 from federation.errors import FederationError
 from federation.index_entry import IndexEntry, IndexEntryError, verify_entry
 from federation.naming import log_origin, log_verifier, witness_verifier
 from federation.roster import Roster
-from node.vocab import STATES
+from federation.schema import CONTROL_IMPORT as _CONTROL_IMPORT
+from federation.schema import CONTROL_NAME as _CONTROL_NAME
+from federation.schema import HASH_SIZE as _HASH_SIZE
+from federation.schema import SURROGATE as _SURROGATE
+from federation.schema import D as _D
+from federation.schema import as_list as _list
+from federation.schema import as_tuple as _tuple
+from federation.schema import b64 as _b64
+from federation.schema import check_format as _format
+from federation.schema import check_time as _time
+from federation.schema import fail as _fail
+from federation.schema import fields as _fields
+from federation.schema import format_time
+from federation.schema import global_id as _global_id
+from federation.schema import hash_hex as _hash_hex
+from federation.schema import hex64 as _hex64
+from federation.schema import integer as _int
+from federation.schema import json_object as _json_object
+from federation.schema import match as _match
+from federation.schema import name as _name
+from federation.schema import one_of as _one_of
+from federation.schema import opt_str as _opt_str
+from federation.schema import parse_time as _parse_time
+from federation.schema import request_id as _request_id
+from federation.schema import set_field as _set
+from federation.schema import sign as _sign
+from federation.schema import sorted_unique as _sorted_unique
+from federation.schema import state as _state
+from federation.schema import string as _str
+from federation.schema import text as _text
+from federation.schema import within as _within
 
 __all__ = [
     "CUSTODY_FORMAT",
@@ -137,39 +164,21 @@ MAX_EVIDENCE: Final = 1000
 MAX_CUSTODY_EVENTS: Final = 1000
 MAX_PROOF_HASHES: Final = 64
 
-_MAX_INT: Final = 2**63 - 1
-_MAX_TEXT: Final = 2000
-_MAX_NAME: Final = 100
 _MAX_FILE_NAME: Final = 255
 # As the node stores them (node.models: TEXT columns of 1,000 characters); a description
 # is bounded by the manifest's size.
 _MAX_CAPTURED_BY: Final = 1000
 _MAX_ACTOR: Final = 1000
 _MAX_DESCRIPTION: Final = 1_000_000
-_MAX_JSON_DEPTH: Final = 32
-_HASH_SIZE: Final = 32
 
-_GLOBAL_ID: Final = re.compile(r"[A-Z]{2}-[0-9a-f-]{36}")
-_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_HEX64: Final = re.compile(r"[0-9a-f]{64}")
 _MATTER: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _POLICY_RULE: Final = re.compile(r"[a-z0-9_-]{1,40}")
 _MEDIA_TYPE: Final = re.compile(
     r"[a-z0-9][a-z0-9!#$&^.+_-]{0,63}/[a-z0-9][a-z0-9!#$&^.+_-]{0,126}"
 )  # as federation.index_entry
-_TIME: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
-_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
 _CAPTURED_AT: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([+-][0-9]{2}:[0-9]{2}|Z)"
 )
-# Names (users, actors, files): no control character at all (C0, DEL, C1). Free text
-# (purpose, reason): tab and newline allowed. Text that comes from the import format
-# (captured_by, description): its rule, tab, newline and carriage return allowed.
-# Lone surrogates are refused everywhere: they cannot be encoded as UTF-8.
-_CONTROL_NAME: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_CONTROL_TEXT: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
-_CONTROL_IMPORT: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 _POLICY_PREFIX: Final = "policy:"
 
@@ -184,107 +193,6 @@ class BundleFormatError(FederationError):
 # --- field rules ---------------------------------------------------------------------
 
 
-class _Invalid(ValueError):
-    """A field that breaks its rule: names the field (a path) and the rule, never the value."""
-
-    def __init__(self, where: str, reason: str) -> None:
-        super().__init__(f"{where}: {reason}" if where else reason)
-        self.where = where
-        self.reason = reason
-
-
-def _fail(where: str, reason: str) -> NoReturn:
-    raise _Invalid(where, reason)
-
-
-@contextmanager
-def _within(prefix: str) -> Iterator[None]:
-    """Name failures inside a nested object by their path from the document's top."""
-    try:
-        yield
-    except _Invalid as e:
-        raise _Invalid(f"{prefix}.{e.where}" if e.where else prefix, e.reason) from None
-
-
-def _str(value: object, where: str, *, max_chars: int, control: re.Pattern[str]) -> str:
-    if not isinstance(value, str):
-        _fail(where, "expected a string")
-    if not value:
-        _fail(where, "must not be empty")
-    if len(value) > max_chars:
-        _fail(where, f"longer than {max_chars} characters")
-    if control.search(value):
-        _fail(where, "contains a control character or an unpaired surrogate")
-    return value
-
-
-def _opt_str(value: object, where: str, *, max_chars: int, control: re.Pattern[str]) -> None:
-    if value is not None:
-        _str(value, where, max_chars=max_chars, control=control)
-
-
-def _name(value: object, where: str) -> None:
-    """A user name or an actor: 1 to 100 characters, no control characters."""
-    _str(value, where, max_chars=_MAX_NAME, control=_CONTROL_NAME)
-
-
-def _text(value: object, where: str) -> None:
-    """Free text: 1 to 2,000 characters, no control characters but tab and newline."""
-    _str(value, where, max_chars=_MAX_TEXT, control=_CONTROL_TEXT)
-
-
-def _match(value: object, where: str, pattern: re.Pattern[str], expected: str) -> str:
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        _fail(where, f"expected {expected}")
-    return value
-
-
-def _state(value: object, where: str) -> str:
-    if not isinstance(value, str) or value not in STATES:
-        _fail(where, "expected a US state, DC or territory code")
-    return value
-
-
-def _global_id(value: object, where: str, state: str | None) -> None:
-    """A global incident id; of `state` unless `state` is None."""
-    text = _match(value, where, _GLOBAL_ID, "a global incident id")
-    if state is not None and not text.startswith(f"{state}-"):
-        _fail(where, f"not a global id of {state}")
-
-
-def _request_id(value: object, where: str) -> None:
-    _match(value, where, _UUID, "a lowercase UUID")
-
-
-def _hex64(value: object, where: str) -> None:
-    _match(value, where, _HEX64, "64 lowercase hex digits")
-
-
-def _int(value: object, where: str, minimum: int) -> None:
-    if type(value) is not int:  # bool excluded on purpose
-        _fail(where, "expected an integer")
-    if not minimum <= value <= _MAX_INT:
-        _fail(where, f"expected an integer from {minimum} to 2**63 - 1")
-
-
-def _one_of(value: object, where: str, allowed: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in allowed:
-        _fail(where, f"expected one of {', '.join(allowed)}")
-
-
-def _tuple(value: object, where: str, max_items: int) -> tuple[Any, ...]:
-    if not isinstance(value, tuple):
-        _fail(where, "expected a tuple")
-    if len(value) > max_items:
-        _fail(where, f"more than {max_items} items")
-    return value
-
-
-def _sorted_unique(values: tuple[str, ...], where: str) -> None:
-    if any(a >= b for a, b in itertools.pairwise(values)):
-        _fail(where, "not sorted, or an item appears twice")
-
-
 def _redactions(value: object, where: str) -> tuple[str, ...]:
     items = _tuple(value, where, len(REDACTIONS))
     for i, item in enumerate(items):
@@ -293,152 +201,8 @@ def _redactions(value: object, where: str) -> tuple[str, ...]:
     return items
 
 
-def _time(value: object, where: str) -> None:
-    """An aware datetime in UTC with whole seconds (construction)."""
-    if not isinstance(value, datetime):
-        _fail(where, "expected a datetime")
-    offset = value.utcoffset()
-    if offset is None:
-        _fail(where, "a naive datetime (no time zone)")
-    if offset != timedelta(0):
-        _fail(where, "not in UTC")
-    if value.microsecond:
-        _fail(where, "not whole seconds")
-
-
-def format_time(value: datetime) -> str:
-    """``YYYY-MM-DDTHH:MM:SSZ`` for an aware UTC datetime with whole seconds."""
-    _time(value, "time")
-    return value.replace(tzinfo=None).isoformat() + "Z"
-
-
-def _parse_time(value: object, where: str) -> datetime:
-    text = _match(value, where, _TIME, "a UTC time as YYYY-MM-DDTHH:MM:SSZ")
-    parsed: datetime | None
-    try:
-        parsed = datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
-    except ValueError:  # the message holds the value: not chained, not shown
-        parsed = None
-    if parsed is None:
-        _fail(where, "not a valid date and time")
-    return parsed
-
-
-def _json_value(value: object, where: str, depth: int = 0) -> None:
-    """A JSON value as federation.encoding reads it: no floats, string keys, no surrogates."""
-    if depth > _MAX_JSON_DEPTH:
-        _fail(where, f"nested more than {_MAX_JSON_DEPTH} levels deep")
-    if value is None or isinstance(value, bool):
-        return
-    if isinstance(value, int):
-        if not -_MAX_INT <= value <= _MAX_INT:
-            _fail(where, "holds an integer outside the 64-bit range")
-    elif isinstance(value, str):
-        if _SURROGATE.search(value):
-            _fail(where, "holds an unpaired surrogate")
-    elif isinstance(value, list):
-        for item in value:
-            _json_value(item, where, depth + 1)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str) or _SURROGATE.search(key):
-                _fail(where, "holds an object key that is not a string")
-            _json_value(item, where, depth + 1)
-    else:  # floats among them: they have no canonical form
-        _fail(
-            where, "holds a value that is not a JSON string, integer, boolean, null, list or object"
-        )
-
-
-def _json_object(value: object, where: str) -> dict[str, Any]:
-    """A checked private copy of a JSON object (the caller's dict may change later)."""
-    if not isinstance(value, dict):
-        _fail(where, "expected a JSON object")
-    _json_value(value, where)
-    copy: dict[str, Any] = json.loads(canonical_json(value))
-    return copy
-
-
-def _set(obj: object, name: str, value: object) -> None:
-    object.__setattr__(obj, name, value)
-
-
-# --- parsing -------------------------------------------------------------------------
-
-
-def _fields(obj: object, expected: frozenset[str], where: str = "") -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        _fail(where, "expected a JSON object")
-    missing = sorted(expected - obj.keys())
-    if missing:
-        _fail(where, f"missing field {missing[0]}")
-    if obj.keys() - expected:
-        _fail(where, "has an unknown field")  # not named: the name is the sender's text
-    return obj
-
-
-def _format(obj: dict[str, Any], expected: str) -> None:
-    if obj["format"] != expected:
-        _fail("format", f"expected {expected}")
-
-
-def _list(value: object, where: str, max_items: int) -> tuple[Any, ...]:
-    if not isinstance(value, list):
-        _fail(where, "expected a list")
-    if len(value) > max_items:
-        _fail(where, f"more than {max_items} items")
-    return tuple(value)
-
-
-def _b64(value: object, where: str) -> bytes:
-    """Padded standard base64 in its canonical form only."""
-    raw: bytes | None = None
-    if isinstance(value, str) and value.isascii():
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raw = None
-        if raw is not None and base64.b64encode(raw).decode("ascii") != value:
-            raw = None
-    if raw is None:
-        _fail(where, "expected canonical padded standard base64")
-    return raw
-
-
-def _hash_hex(value: object, where: str) -> bytes:
-    return bytes.fromhex(_match(value, where, _HEX64, "64 lowercase hex digits"))
-
-
-class _Document(Protocol):
-    def payload(self) -> bytes: ...
-
-
-_D = TypeVar("_D", bound=_Document)
-
-
 def _parse(data: bytes, limit: int, what: str, build: Callable[[dict[str, Any]], _D]) -> _D:
-    # Errors are raised outside the except blocks: nothing that saw the input (the JSON
-    # decoder's error holds the document) is chained to them.
-    problem = "malformed"
-    document: _D | None = None
-    obj: dict[str, Any] | None = None
-    try:
-        obj = load_json_object(data, limit=limit)
-    except ValueError as e:
-        problem = str(e)  # fixed messages, never the input
-    if obj is not None:
-        try:
-            document = build(obj)
-        except _Invalid as e:
-            problem = str(e)
-        except (TypeError, ValueError):  # not expected: every field is checked before use
-            problem = "malformed"
-    if document is None:
-        raise BundleFormatError(f"{what}: {problem}")
-    # Every field was checked, so the object re-encodes to the canonical form of `data`.
-    if document.payload() != data:
-        raise BundleFormatError(f"{what}: not in canonical form")
-    return document
+    return schema.parse(data, limit, what, build, BundleFormatError)
 
 
 # --- 1. requests ---------------------------------------------------------------------
@@ -1360,17 +1124,6 @@ def _logged_envelope(logged: LoggedEntry, where: str) -> Envelope:
 # --- signing and verifying -----------------------------------------------------------
 
 
-def _sign(
-    payload_type: str,
-    document: _D,
-    parse: Callable[[bytes], _D],
-    key: signing.SigningKey,
-) -> Envelope:
-    payload = document.payload()
-    parse(payload)  # the checks a receiving member applies, the size limit among them
-    return sign_envelope(payload_type, payload, [key])
-
-
 def _verified(
     envelope: Envelope,
     roster: Roster,
@@ -1383,31 +1136,13 @@ def _verified(
 ) -> _D:
     """The document in `envelope`, signed by `state`'s roster key and naming `state` as
     its `role` (the field `named` reads)."""
-    document = parse(_verified_payload(envelope, roster, state, payload_type, what))
-    if named(document) != state:
-        raise BundleFormatError(f"{what}: signed by {state} but names another {role}")
-    return document
+    return schema.verified(
+        envelope, roster, state, payload_type, what, parse, role, named, BundleFormatError
+    )
 
 
 def _verified_payload(
     envelope: Envelope, roster: Roster, state: str, payload_type: str, what: str
 ) -> bytes:
     """The payload of `envelope` once `state`'s roster key is proven to have signed it."""
-    if not isinstance(envelope, Envelope):
-        raise TypeError("envelope must be a crypto.dsse.Envelope")
-    if not isinstance(state, str) or state not in STATES:
-        raise ValueError("state must be a US state, DC or territory code")
-    member = roster.member(state)
-    if member is None:
-        raise BundleFormatError(
-            f"{what}: {state} is not a member of roster version {roster.version}"
-        )
-    if envelope.payload_type != payload_type:
-        raise BundleFormatError(f"{what}: the envelope's payload type is not {payload_type}")
-    try:
-        verified = verify_envelope(
-            envelope, VerificationPolicy([member.signing_key], 1), payload_type=payload_type
-        )
-    except CryptoError:
-        raise BundleFormatError(f"{what}: not signed by {state}'s roster key") from None
-    return verified.payload
+    return schema.verified_payload(envelope, roster, state, payload_type, what, BundleFormatError)
