@@ -234,34 +234,74 @@ class CustodyEvent(Base):
 
 
 class Matter(Base):
-    """A joint investigation or case among some states."""
+    """A matter (a joint case) this node owns or is a member of, as its newest revision
+    says (federation.matter; docs/matters.md). Every revision is kept in
+    `matter_revisions`; `envelope` is the newest one's, signed by `owner`."""
 
     __tablename__ = "matters"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     global_id: Mapped[str] = mapped_column(String(64), unique=True)
+    owner: Mapped[str] = mapped_column(String(2), index=True)
     title: Mapped[str] = mapped_column(String(TEXT))
-    states: Mapped[list[str]] = mapped_column(JSON)
     bates_prefix: Mapped[str] = mapped_column(String(SHORT))
-    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    legal_hold: Mapped[bool] = mapped_column(Boolean)
+    revision: Mapped[int] = mapped_column(Integer)
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class Exhibit(Base):
-    """An exhibit of a matter: an incident, or one evidence item of it."""
+class MatterRevision(Base):
+    """One revision of a matter as this node accepted it: the owner's signed envelope and
+    its position in this node's own transparency log (kind `matter`)."""
 
-    __tablename__ = "exhibits"
-    __table_args__ = (UniqueConstraint("matter_id", "number"),)
+    __tablename__ = "matter_revisions"
+    __table_args__ = (UniqueConstraint("matter_id", "revision"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     matter_id: Mapped[int] = mapped_column(ForeignKey("matters.id", ondelete="RESTRICT"))
-    number: Mapped[str] = mapped_column(String(SHORT))
-    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="RESTRICT"))
-    evidence_id: Mapped[int | None] = mapped_column(
-        ForeignKey("evidence_items.id", ondelete="RESTRICT")
+    revision: Mapped[int] = mapped_column(Integer)
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    envelope_sha256: Mapped[str] = mapped_column(String(64))
+    log_index: Mapped[int] = mapped_column(BigInteger)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MatterMember(Base):
+    """A member state of a matter. At the owner: the newest revision the member has
+    acknowledged (None: none yet), so `compact serve` knows what to send it."""
+
+    __tablename__ = "matter_members"
+    __table_args__ = (UniqueConstraint("matter_id", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    matter_id: Mapped[int] = mapped_column(ForeignKey("matters.id", ondelete="RESTRICT"))
+    state: Mapped[str] = mapped_column(String(2), index=True)
+    shared_revision: Mapped[int | None] = mapped_column(Integer)
+    shared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Exhibit(Base):
+    """An exhibit of a matter: an incident (`evidence_position` -1) or one evidence item of
+    it, named by global id so that it may be another state's, held here or not."""
+
+    __tablename__ = "exhibits"
+    __table_args__ = (
+        UniqueConstraint("matter_id", "seq"),
+        UniqueConstraint("matter_id", "number"),
+        UniqueConstraint("matter_id", "global_id", "evidence_position"),
     )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    matter_id: Mapped[int] = mapped_column(ForeignKey("matters.id", ondelete="RESTRICT"))
+    seq: Mapped[int] = mapped_column(Integer)
+    number: Mapped[str] = mapped_column(String(SHORT))
+    global_id: Mapped[str] = mapped_column(String(64), index=True)
+    evidence_position: Mapped[int] = mapped_column(Integer)
+    evidence_sha256: Mapped[str | None] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class AuditEvent(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -211,4 +212,28 @@ def test_0007_fills_the_facts_of_current_entries(database_url: str) -> None:
     ]
     migrate.downgrade(engine, "0006")
     assert not {"replica_incidents", "replica_agents"} & set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_0009_refuses_to_drop_hand_made_matter_rows(database_url: str) -> None:
+    """0001's `matters` was never written by code; a row put there by hand is not dropped:
+    the upgrade stops, naming the table, and the schema stays at 0008."""
+    engine = make_engine(database_url)
+    migrate.upgrade(engine, "0008")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO matters (global_id, title, states, bates_prefix, legal_hold,"
+                " created_at) VALUES ('IL:X', 'Doe', '[]', 'IL', :no, '2026-11-21 12:00:00')"
+            ),
+            {"no": False},
+        )
+    with pytest.raises(RuntimeError, match="table matters holds rows"):
+        migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == "0008"
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT title FROM matters")).scalar_one() == "Doe"
+        conn.execute(text("DELETE FROM matters"))
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
     engine.dispose()
