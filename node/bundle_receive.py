@@ -64,8 +64,8 @@ from node import models as m
 from node.blobstore import BlobWriter, EvidenceChangedError
 from node.bundle_record import record_from_manifest
 from node.bundle_seal import manifest_of, spool_path, unit_count
-from node.bundles import OUTGOING, BundleRefused, Refusal
-from node.errors import StorageError
+from node.bundles import OUTGOING, BundleRefused
+from node.errors import Refusal, StorageError
 from node.evidence import ResolvedEvidence
 from node.importformat import parse_record
 from node.ingest import NodeStorage, Ready, content_hash, insert_incidents

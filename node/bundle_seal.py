@@ -50,9 +50,9 @@ from federation.roster import Roster
 from node import models as m
 from node.blobstore import fsync_dir
 from node.bundle_record import incident_record
-from node.bundles import INCOMING, BundleRefused, Refusal
+from node.bundles import INCOMING, BundleRefused
 from node.config import BundleSettings
-from node.errors import StorageError
+from node.errors import Refusal, StorageError
 from node.ingest import NodeStorage
 from node.queries import audit, incident_view
 from node.records import Timestamp

@@ -16,7 +16,6 @@ Formats: federation.bundle. Design and states: docs/bundles.md.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import secrets
 import uuid
@@ -45,6 +44,7 @@ from federation.roster import Roster
 from node import models as m
 from node.config import BundleSettings
 from node.db import Database
+from node.errors import Refusal, Refused
 from node.ingest import NodeStorage
 from node.queries import audit
 from node.translog import TransparencyLog
@@ -65,21 +65,8 @@ STATES: Final = (
 )
 
 
-class Refusal(enum.Enum):
-    INVALID = "invalid"
-    NOT_FOUND = "not_found"
-    ALREADY_EXISTS = "already_exists"
-    PERMISSION_DENIED = "permission_denied"
-    FAILED_PRECONDITION = "failed_precondition"
-    OUT_OF_RANGE = "out_of_range"
-
-
-class BundleRefused(Exception):
-    """A request that this node refuses; `message` is safe to send to the peer or to show."""
-
-    def __init__(self, kind: Refusal, message: str) -> None:
-        super().__init__(message)
-        self.kind, self.message = kind, message
+class BundleRefused(Refused):
+    """A bundle request or transfer this node refuses."""
 
 
 @dataclass(frozen=True)

@@ -54,10 +54,10 @@ def with_federation_node(
     data_dir: Path, passphrase_file: Path | None, work: Callable[[Any], T]
 ) -> T:
     """Run `work(federation_node)` with the keystore unlocked and the database open; a
-    NodeError, FederationError or BundleRefused ends the command with its message."""
+    NodeError, FederationError or refusal (node.errors.Refused) ends the command with its
+    message."""
     from federation.errors import FederationError
-    from node.bundles import BundleRefused
-    from node.errors import NodeError
+    from node.errors import NodeError, Refused
     from node.fednode import FederationNode
     from node.logs import configure_logging
     from node.setup import open_storage, unlock
@@ -72,7 +72,7 @@ def with_federation_node(
         raise SystemExit(1) from None  # _fail exits; this tells the type checker
     try:
         return work(FederationNode(config, keys, storage))
-    except BundleRefused as e:
+    except Refused as e:
         _fail(e.message)
         raise SystemExit(1) from None
     except FederationError as e:

@@ -6,6 +6,8 @@ field, the line or the setting, and say what is wrong.
 
 from __future__ import annotations
 
+import enum
+
 
 class NodeError(Exception):
     """Root of every error the node raises on purpose."""
@@ -46,3 +48,23 @@ class InvalidArgumentError(NodeError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class Refusal(enum.Enum):
+    """Why a request of a peer or a user is refused; the federation service maps each to a
+    gRPC status code."""
+
+    INVALID = "invalid"
+    NOT_FOUND = "not_found"
+    ALREADY_EXISTS = "already_exists"
+    PERMISSION_DENIED = "permission_denied"
+    FAILED_PRECONDITION = "failed_precondition"
+    OUT_OF_RANGE = "out_of_range"
+
+
+class Refused(Exception):
+    """A request this node refuses; `message` is safe to send to the peer or to show."""
+
+    def __init__(self, kind: Refusal, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.message = kind, message

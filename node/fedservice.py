@@ -48,10 +48,10 @@ from federation.naming import log_origin, witness_verifier
 from federation.roster import Member, Roster
 from node import models as m
 from node.bundle_seal import BundleSealer, StreamSlice, iter_units
-from node.bundles import BundleDesk, BundleRefused, Refusal, RequestStatus
+from node.bundles import BundleDesk, RequestStatus
 from node.config import FederationSettings, parse_host_port
 from node.db import Database
-from node.errors import StorageError
+from node.errors import Refusal, Refused, StorageError
 from node.fedstore import FederationStore
 from node.translog import TransparencyLog, cosignature_lines
 
@@ -573,7 +573,7 @@ async def _bundle_call(fn: Callable[..., T], *args: Any) -> T:
     """Run a BundleDesk method in a thread; its refusals become statuses."""
     try:
         return await asyncio.to_thread(fn, *args)
-    except BundleRefused as e:
+    except Refused as e:
         raise _Abort(_REFUSAL_CODES[e.kind], e.message) from None
 
 

@@ -34,8 +34,9 @@ from node import models as m
 from node.blobstore import BlobWriter
 from node.bundle_receive import BadBundle, BundleReceiver, Receiving, TransferFault
 from node.bundle_seal import BundleSealer, iter_units
-from node.bundles import OUTGOING, BundleRefused, Refusal, _new_row
+from node.bundles import OUTGOING, BundleRefused, _new_row
 from node.config import BundleSettings, FederationSettings
+from node.errors import Refusal
 from node.fedclient import PeerRefusedByError
 from node.fedservice import FederationServicer, start_federation_server
 from node.ingest import ingest_file

@@ -24,11 +24,11 @@ from node.bundles import (
     DECISION_KIND,
     BundleDesk,
     BundleRefused,
-    Refusal,
     get_request,
     list_requests,
 )
 from node.config import BundleSettings, FederationSettings
+from node.errors import Refusal
 from node.fedclient import PeerClient, PeerRefusedByError
 from node.fedservice import FederationServicer, start_federation_server
 from node.fedstore import FederationStore
