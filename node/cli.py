@@ -52,6 +52,19 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
 
 
+def user_option(f: F) -> F:
+    return click.option(
+        "--user",
+        default=None,
+        help="The user acting, as the audit trail records it (default: your login name).",
+    )(f)
+
+
+def acting_user(value: str | None) -> str:
+    """The --user given, else the login name."""
+    return value or getpass.getuser()
+
+
 def _stderr() -> Console:
     from rich.console import Console
 
@@ -551,6 +564,10 @@ _register_agents(main)
 from node.cli_patterns import register as _register_patterns  # noqa: E402
 
 _register_patterns(main)
+
+from node.cli_matters import register as _register_matters  # noqa: E402
+
+_register_matters(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

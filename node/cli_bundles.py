@@ -7,17 +7,23 @@ Design and policy: docs/bundles.md.
 
 from __future__ import annotations
 
-import getpass
 import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from node.cli import _fail, _load, _stderr, data_dir_option, json_option, passphrase_option
+from node.cli import (
+    _fail,
+    _load,
+    _stderr,
+    acting_user,
+    data_dir_option,
+    json_option,
+    passphrase_option,
+    user_option,
+)
 from node.cli_fedops import with_federation_node
-
-_USER_HELP = "The user acting, as the audit trail records it (default: your login name)."
 
 
 def register(main: click.Group) -> None:
@@ -28,10 +34,6 @@ def register(main: click.Group) -> None:
 def bundle_group() -> None:
     """Evidence bundles: ask a member for an incident's full record and files, and review
     the requests other members send to this node."""
-
-
-def _user(value: str | None) -> str:
-    return value or getpass.getuser()
 
 
 def _megabytes(n: int) -> str:
@@ -80,7 +82,7 @@ def _print_info(info: Any, as_json: bool) -> None:
 @click.option("--incident", "global_id", required=True, help="The incident's global id.")
 @click.option("--purpose", required=True, help="Why the bundle is needed (sent to the holder).")
 @click.option("--matter", default=None, help="The matter the bundle is for.")
-@click.option("--user", default=None, help=_USER_HELP)
+@user_option
 @json_option
 def request_cmd(
     data_dir: Path,
@@ -107,7 +109,7 @@ def request_cmd(
             global_id=global_id,
             purpose=purpose,
             matter=matter,
-            user=_user(user),
+            user=acting_user(user),
             roster=roster,
         )
         results = asyncio.run(node.exchange_bundles())
@@ -287,7 +289,7 @@ def show_cmd(data_dir: Path, request_id: str, as_json: bool) -> None:
     multiple=True,
     help="Leave this out of the bundle (repeat for both).",
 )
-@click.option("--user", default=None, help=_USER_HELP)
+@user_option
 @json_option
 def approve_cmd(
     data_dir: Path,
@@ -301,7 +303,9 @@ def approve_cmd(
     info = with_federation_node(
         data_dir,
         passphrase_file,
-        lambda n: n.bundles.decide(request_id, approve=True, actor=_user(user), redactions=redact),
+        lambda n: n.bundles.decide(
+            request_id, approve=True, actor=acting_user(user), redactions=redact
+        ),
     )
     _print_info(info, as_json)
 
@@ -311,7 +315,7 @@ def approve_cmd(
 @passphrase_option
 @click.argument("request_id")
 @click.option("--reason", required=True, help="Why (sent back to the requester).")
-@click.option("--user", default=None, help=_USER_HELP)
+@user_option
 @json_option
 def deny_cmd(
     data_dir: Path,
@@ -325,6 +329,8 @@ def deny_cmd(
     info = with_federation_node(
         data_dir,
         passphrase_file,
-        lambda n: n.bundles.decide(request_id, approve=False, actor=_user(user), reason=reason),
+        lambda n: n.bundles.decide(
+            request_id, approve=False, actor=acting_user(user), reason=reason
+        ),
     )
     _print_info(info, as_json)

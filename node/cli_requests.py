@@ -76,7 +76,7 @@ def request_bundles(
     more incidents are behind the rows than they list (--ids-limit), which are not asked
     for. Every message goes to stderr, so that --json output stays JSON."""
     from node.bundles import OUTGOING, list_requests
-    from node.cli_bundles import _user
+    from node.cli import acting_user
     from node.cli_fedops import _db, with_federation_node
 
     err = _stderr()
@@ -120,7 +120,7 @@ def request_bundles(
     )
     if not opts["yes"]:
         click.confirm("Send these requests?", abort=True, err=True)
-    user = _user(opts["user"])
+    user = acting_user(opts["user"])
 
     def work(node: Any) -> tuple[int, list[Any]]:
         import asyncio

@@ -60,6 +60,7 @@ from node.errors import StorageError
 from node.fedclient import PeerClient, PeerRefusedByError
 from node.fedstore import FederationStore
 from node.ingest import NodeStorage
+from node.matters import MatterDesk
 from node.pseudonymise import Pseudonymiser, ShareHolder, local_holder
 from node.publish import Publisher, PublishReport
 from node.replica import Entry, ReplicaError, Replicas, VerifiedBatch
@@ -157,6 +158,7 @@ class FederationNode:
         self.publisher = Publisher(storage, self.log, self.signing_key)
         self.replicas = Replicas(storage.db, own_state=self.state)
         self.bundles = BundleDesk(storage, self.log, self.signing_key, config.bundles, clock=clock)
+        self.matters = MatterDesk(storage, self.log, self.signing_key, clock=clock)
         self.sealer = BundleSealer(
             storage, self.log, self.signing_key, config.bundles, config.bundle_dir, clock=clock
         )
