@@ -1,8 +1,9 @@
-"""`compact matter create|add-exhibit|hold|list|show`: matters and their exhibits.
+"""`compact matter create|add-exhibit|hold|share|list|show`: matters and their exhibits.
 
 `list` and `show` open the database only. `create`, `add-exhibit` and `hold` unlock the
-keystore: each signs a new revision of the matter, enters it in this node's log and
-audits it. User guide: docs/matters.md.
+keystore: each signs a new revision of the matter, enters it in this node's log, audits
+it and offers it to the other member states at once; `share` offers the revisions
+members still lack. User guide: docs/matters.md.
 """
 
 from __future__ import annotations
@@ -88,6 +89,30 @@ def _print_matter(info: Any, as_json: bool, *, exhibits: bool = True) -> None:
     console.print(table)
 
 
+def _change_and_share(data_dir: Path, passphrase_file: Path | None, change: Any) -> Any:
+    """Make a change (signed, logged, audited), then offer the new revision to the other
+    member states now; one that cannot be reached gets it from `compact serve` later. The
+    matter as it is afterwards."""
+    import asyncio
+
+    from node.matters import get_matter
+
+    def work(n: Any) -> tuple[Any, list[Any]]:
+        info = change(n)
+        shares = asyncio.run(n.share_matters())
+        return get_matter(n.storage.db, info.matter_id, n.state), shares
+
+    info, shares = with_federation_node(data_dir, passphrase_file, work)
+    console = _stderr()
+    for share in shares:
+        if share.matter_id == info.matter_id and share.held is None:
+            console.print(
+                f"not yet shared with {share.state}: {share.error}; `compact serve` will retry",
+                highlight=False,
+            )
+    return info
+
+
 @matter_group.command("create")
 @data_dir_option
 @passphrase_option
@@ -128,7 +153,7 @@ def create_cmd(
     shares it with the other member states.
     """
     codes = _states(states)
-    info = with_federation_node(
+    info = _change_and_share(
         data_dir,
         passphrase_file,
         lambda n: n.matters.create(
@@ -175,17 +200,21 @@ def add_exhibit_cmd(
     exhibits; another state's incident may be added once the compact's index lists it,
     before its bundle is received.
     """
-    _, exhibit = with_federation_node(
-        data_dir,
-        passphrase_file,
-        lambda n: n.matters.add_exhibit(
+    added: list[Any] = []
+
+    def add(n: Any) -> Any:
+        info, exhibit = n.matters.add_exhibit(
             matter,
             global_id=global_id,
             evidence_sha256=sha256,
             description=description,
             user=acting_user(user),
-        ),
-    )
+        )
+        added.append(exhibit)
+        return info
+
+    _change_and_share(data_dir, passphrase_file, add)
+    (exhibit,) = added
     if as_json:
         click.echo(json.dumps(exhibit.to_json(), indent=2))
         return
@@ -214,12 +243,60 @@ def hold_cmd(
     as_json: bool,
 ) -> None:
     """Place (--on) or release (--release) the legal hold on MATTER (owner only)."""
-    info = with_federation_node(
+    info = _change_and_share(
         data_dir,
         passphrase_file,
         lambda n: n.matters.set_hold(matter, on=on, user=acting_user(user)),
     )
     _print_matter(info, as_json, exhibits=False)
+
+
+@matter_group.command("share")
+@data_dir_option
+@passphrase_option
+@json_option
+def share_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
+    """Give each member of this state's matters the newest revision it lacks, now.
+
+    `compact serve` does this on its own every `bundles.poll_seconds`; a member that
+    cannot be reached is tried again then. Exit 1 if any member did not get its revision.
+    """
+    import asyncio
+
+    shares = with_federation_node(
+        data_dir, passphrase_file, lambda n: asyncio.run(n.share_matters())
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "matter": sh.matter_id,
+                        "state": sh.state,
+                        "revision": sh.revision,
+                        "held": sh.held,
+                        "error": sh.error,
+                    }
+                    for sh in shares
+                ],
+                indent=2,
+            )
+        )
+    else:
+        console = _stderr()
+        for sh in shares:
+            if sh.held is None:
+                console.print(
+                    f"{sh.matter_id} → {sh.state}: not shared: {sh.error}", highlight=False
+                )
+            else:
+                console.print(
+                    f"{sh.matter_id} → {sh.state}: holds revision {sh.held}", highlight=False
+                )
+        if not shares:
+            console.print("every member holds the newest revision of each matter")
+    if any(sh.held is None for sh in shares):
+        raise SystemExit(1)
 
 
 def _read(data_dir: Path, read: Any) -> Any:

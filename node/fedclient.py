@@ -348,6 +348,16 @@ class PeerClient:
             raise self._translate("RequestBundle", e) from None
         return self._bundle_status(response.status)
 
+    async def share_matter(self, envelope: bytes) -> int:
+        """Send a signed matter revision; the newest revision the member holds after it."""
+        try:
+            response = await self._stub.ShareMatter(
+                pb.ShareMatterRequest(envelope=envelope), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as e:
+            raise self._translate("ShareMatter", e) from None
+        return int(response.revision)
+
     async def get_bundle_status(self, request_id: str) -> RequestStatus:
         """The holder's answer about one of this node's requests (nothing verified here)."""
         try:

@@ -60,7 +60,7 @@ from node.errors import StorageError
 from node.fedclient import PeerClient, PeerRefusedByError
 from node.fedstore import FederationStore
 from node.ingest import NodeStorage
-from node.matters import MatterDesk
+from node.matters import MatterDesk, PendingShare
 from node.pseudonymise import Pseudonymiser, ShareHolder, local_holder
 from node.publish import Publisher, PublishReport
 from node.replica import Entry, ReplicaError, Replicas, VerifiedBatch
@@ -106,6 +106,18 @@ async def read_ahead(source: AsyncGenerator[T], depth: int) -> AsyncGenerator[T]
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@dataclass(frozen=True)
+class MatterShare:
+    """One matter revision offered to a member: the revision it holds now, or why it could
+    not be given (`held` None: tried again next time)."""
+
+    matter_id: str
+    state: str
+    revision: int
+    held: int | None
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -485,6 +497,35 @@ class FederationNode:
                 results.append(BundleExchange(request_id, holder, info.state, None))
         return results
 
+    # --- matters -------------------------------------------------------------------------
+
+    async def share_matters(self) -> list[MatterShare]:
+        """Give each member of this node's matters the newest revision it lacks (ShareMatter
+        is idempotent). A member that cannot be reached, or refuses, is tried again next
+        time; a refusal is logged with its reason."""
+        roster = self.store.require_roster()
+        peers = {mb.state: (mb, cert) for mb, cert in self.peers(roster)}
+        results: list[MatterShare] = []
+        for share in await asyncio.to_thread(self.matters.pending_shares):
+            if share.state not in peers:
+                results.append(self._share_result(share, None, "not a reachable member"))
+                continue
+            try:
+                async with self.client(*peers[share.state]) as c:
+                    held = await c.share_matter(share.envelope)
+            except FederationError as e:
+                if isinstance(e, PeerRefusedByError):
+                    log.warning("matter.share_refused", peer=share.state, error=str(e))
+                results.append(self._share_result(share, None, str(e)))
+                continue
+            await asyncio.to_thread(self.matters.record_shared, share, held)
+            results.append(self._share_result(share, held, None))
+        return results
+
+    @staticmethod
+    def _share_result(share: PendingShare, held: int | None, error: str | None) -> MatterShare:
+        return MatterShare(share.matter_id, share.state, share.revision, held, error)
+
     async def seal_bundles(self) -> None:
         """Seal every approved incoming bundle whose log entries are witnessed; remove the
         spools of bundles not acknowledged within `bundles.spool_days`."""
@@ -621,8 +662,9 @@ class FederationNode:
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """The background loop of `compact serve`: publish new records within a few seconds
-        of their ingest, sync with every member each `sync_interval_seconds`, and ask
-        holders about this node's unsettled bundle requests each `bundles.poll_seconds`."""
+        of their ingest, sync with every member each `sync_interval_seconds`, and each
+        `bundles.poll_seconds` give members the matter revisions they lack and ask holders
+        about this node's unsettled bundle requests."""
         interval = self.config.federation.sync_interval_seconds
         poll = self.config.bundles.poll_seconds
         tick = min(interval, poll, PUBLISH_POLL_SECONDS)
@@ -639,6 +681,7 @@ class FederationNode:
                         await self._publish_if_changed()
                     if loop.time() >= next_poll:
                         next_poll = loop.time() + poll
+                        await self.share_matters()
                         await self.exchange_bundles()
                         await self.seal_bundles()
                         await self.receive_bundles()

@@ -53,6 +53,7 @@ from node.config import FederationSettings, parse_host_port
 from node.db import Database
 from node.errors import Refusal, Refused, StorageError
 from node.fedstore import FederationStore
+from node.matters import MatterDesk
 from node.translog import TransparencyLog, cosignature_lines
 
 log = structlog.get_logger("compact.federation.server")
@@ -144,8 +145,10 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         bundles: BundleDesk | None = None,
         sealer: BundleSealer | None = None,
+        matters: MatterDesk | None = None,
     ) -> None:
         self._bundles = bundles
+        self._matters = matters
         self._sealer = sealer
         self._state = state
         self._store = store
@@ -455,6 +458,25 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
 
         return await self._serve("AckBundle", context, handle)
 
+    # --- matters (node.matters) -----------------------------------------------------------
+
+    async def ShareMatter(
+        self, request: pb.ShareMatterRequest, context: Context
+    ) -> pb.ShareMatterResponse:
+        async def handle(caller: Member, roster: Roster) -> pb.ShareMatterResponse:
+            if self._matters is None:
+                raise _Abort(grpc.StatusCode.UNIMPLEMENTED, "this node does not keep matters")
+            if not request.envelope:
+                raise _invalid("envelope", "required")
+            if len(request.envelope) > MAX_MATTER_ENVELOPE_BYTES:
+                raise _invalid("envelope", f"larger than {MAX_MATTER_ENVELOPE_BYTES} bytes")
+            revision = await _bundle_call(
+                self._matters.receive, caller.state, bytes(request.envelope), roster
+            )
+            return pb.ShareMatterResponse(revision=revision)
+
+        return await self._serve("ShareMatter", context, handle)
+
     def _desk(self) -> BundleDesk:
         if self._bundles is None:
             raise _Abort(grpc.StatusCode.UNIMPLEMENTED, "this node does not serve bundles")
@@ -566,6 +588,9 @@ _REFUSAL_CODES: Final = {
 }
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 MAX_RECEIPT_ENVELOPE_BYTES: Final = 16 * 1024
+# A matter is at most 700 KiB (federation.matter.MAX_MATTER_BYTES): its envelope's base64
+# payload and signatures stay below 1 MiB.
+MAX_MATTER_ENVELOPE_BYTES: Final = 1024 * 1024
 _REQUEST_ID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -755,6 +780,7 @@ def _method_handlers(servicer: FederationServicer) -> dict[str, grpc.RpcMethodHa
             servicer.GetBundleStatus,
         ),
         "AckBundle": (pb.AckBundleRequest, pb.AckBundleResponse, servicer.AckBundle),
+        "ShareMatter": (pb.ShareMatterRequest, pb.ShareMatterResponse, servicer.ShareMatter),
     }
 
     def parsing(

@@ -16,6 +16,7 @@ Design: docs/design/exhibits.md; user guide: docs/matters.md.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections.abc import Callable, Sequence
@@ -23,19 +24,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import select, update
+import structlog
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from crypto import signing
 from crypto.dsse import Envelope
+from crypto.errors import CryptoError
 from federation import schema
 from federation.matter import (
     MAX_MATTER_BYTES,
     ExhibitEvidence,
     Matter,
     MatterExhibit,
+    MatterFormatError,
+    check_successor,
     matter_id,
     sign_matter,
+    verify_matter,
 )
 from federation.roster import Roster
 from node import models as m
@@ -47,6 +53,8 @@ from node.translog import TransparencyLog
 from node.vocab import STATES
 
 MATTER_KIND: Final = "matter"
+log = structlog.get_logger("compact.matters")
+
 _SLUG_CHARS: Final = re.compile(r"[^A-Z0-9]+")
 _MAX_SLUG: Final = 40
 
@@ -134,6 +142,29 @@ class MatterInfo:
             out["members"] = [mb.to_json() for mb in self.members]
             out["exhibits"] = [e.to_json() for e in self.exhibits]
         return out
+
+
+@dataclass(frozen=True)
+class PendingShare:
+    """A revision of one of this node's matters that a member does not hold yet."""
+
+    matter_id: str
+    state: str
+    revision: int
+    envelope: bytes
+
+
+def _exhibit_row(matter_row_id: int, seq: int, exhibit: MatterExhibit) -> m.Exhibit:
+    return m.Exhibit(
+        matter_id=matter_row_id,
+        seq=seq,
+        number=exhibit.number,
+        global_id=exhibit.global_id,
+        evidence_position=-1 if exhibit.evidence is None else exhibit.evidence.position,
+        evidence_sha256=None if exhibit.evidence is None else exhibit.evidence.sha256,
+        description=exhibit.description,
+        added_at=exhibit.added_at,
+    )
 
 
 def slug_of(title: str) -> str:
@@ -285,18 +316,7 @@ class MatterDesk:
                     " exhibit; shorten descriptions or open a second matter",
                 )
             self._store_revision(s, row, revised, now)
-            s.add(
-                m.Exhibit(
-                    matter_id=row.id,
-                    seq=len(revised.exhibits),
-                    number=added.number,
-                    global_id=global_id,
-                    evidence_position=-1 if evidence is None else evidence.position,
-                    evidence_sha256=None if evidence is None else evidence.sha256,
-                    description=description,
-                    added_at=now,
-                )
-            )
+            s.add(_exhibit_row(row.id, len(revised.exhibits), added))
             s.flush()
             audit(
                 s,
@@ -333,6 +353,165 @@ class MatterDesk:
                 now=now,
             )
             return _info(s, row)
+
+    # --- a member: revisions shared by their owner ----------------------------------------
+
+    def receive(self, caller: str, envelope: bytes, roster: Roster) -> int:
+        """Verify, store and log a revision `caller` shares of a matter it owns; the newest
+        revision held afterwards. An older or equal revision is answered, not stored; a
+        fork (other bytes at a held revision, or a change of what must not change) is
+        refused with a `forked-matter` alert and an audit event."""
+        try:
+            matter = verify_matter(Envelope.from_json(envelope), roster, owner=caller)
+        except (MatterFormatError, CryptoError, ValueError) as e:
+            raise MatterRefused(Refusal.INVALID, f"envelope: {e}") from None
+        if self.state not in matter.states:
+            raise MatterRefused(
+                Refusal.PERMISSION_DENIED, f"this node ({self.state}) is not a member of the matter"
+            )
+        now = _whole_seconds(self._clock())
+        fork: str | None = None
+        with self._storage.db.write() as s:
+            row = s.scalars(
+                select(m.Matter).where(m.Matter.global_id == matter.matter_id).with_for_update()
+            ).one_or_none()
+            if row is None:
+                row = m.Matter(global_id=matter.matter_id, owner=caller, created_at=now)
+                s.add(row)
+                self._apply(s, row, matter, envelope, now, caller)
+                return matter.revision
+            held = Matter.from_payload(Envelope.from_json(row.envelope).payload)
+            if matter.revision < held.revision:
+                return held.revision
+            if matter.revision == held.revision:
+                if envelope == row.envelope:
+                    return held.revision
+                fork = "another document at a revision already held"
+            else:
+                try:
+                    check_successor(held, matter)
+                except MatterFormatError as e:
+                    fork = str(e)
+            if fork is None:
+                self._apply(s, row, matter, envelope, now, caller)
+                return matter.revision
+            s.add(
+                m.Alert(
+                    at=now,
+                    kind="forked-matter",
+                    state=caller,
+                    message=f"matter {matter.matter_id} revision {matter.revision}: {fork}",
+                    evidence={
+                        "matter": matter.matter_id,
+                        "held_revision": held.revision,
+                        "held_envelope_sha256": _sha256(row.envelope),
+                        "offered_envelope_b64": base64.b64encode(envelope).decode("ascii"),
+                    },
+                )
+            )
+            audit(
+                s,
+                actor=f"member:{caller}",
+                action="matter.receive",
+                target=matter.matter_id,
+                outcome="refused",
+                detail={"revision": matter.revision, "reason": fork},
+                now=now,
+            )
+        log.error("federation_alert", kind="forked-matter", peer=caller)
+        raise MatterRefused(
+            Refusal.FAILED_PRECONDITION,
+            f"matter {matter.matter_id} revision {matter.revision} conflicts with the revision"
+            f" held: {fork}",
+        )
+
+    def _apply(
+        self,
+        s: Session,
+        row: m.Matter,
+        matter: Matter,
+        envelope: bytes,
+        now: datetime,
+        caller: str,
+    ) -> None:
+        """Make `row` (new or held) the owner's revision `matter`, in `s`."""
+        row.title = matter.title
+        row.bates_prefix = matter.bates_prefix
+        row.legal_hold = matter.legal_hold
+        row.revision = matter.revision
+        row.envelope = envelope
+        row.updated_at = now
+        s.flush()  # a new row gets its id
+        count = select(func.count()).select_from(m.Exhibit).where(m.Exhibit.matter_id == row.id)
+        known = s.scalar(count) or 0
+        s.execute(
+            delete(m.MatterMember).where(
+                m.MatterMember.matter_id == row.id, m.MatterMember.state.not_in(matter.states)
+            )
+        )
+        present = set(
+            s.scalars(select(m.MatterMember.state).where(m.MatterMember.matter_id == row.id))
+        )
+        s.add_all(
+            m.MatterMember(matter_id=row.id, state=code, shared_revision=None, shared_at=None)
+            for code in matter.states
+            if code not in present
+        )
+        s.flush()
+        s.execute(
+            update(m.MatterMember)
+            .where(
+                m.MatterMember.matter_id == row.id,
+                m.MatterMember.state.in_((self.state, matter.owner)),
+            )
+            .values(shared_revision=matter.revision, shared_at=now)
+        )
+        s.add_all(
+            _exhibit_row(row.id, seq, exhibit)
+            for seq, exhibit in enumerate(matter.exhibits, start=1)
+            if seq > known
+        )
+        self._record_revision(s, row, matter.revision, envelope, now)
+        audit(
+            s,
+            actor=f"member:{caller}",
+            action="matter.receive",
+            target=matter.matter_id,
+            detail={"revision": matter.revision, "exhibits": len(matter.exhibits)},
+            now=now,
+        )
+
+    # --- the owner: what to share ---------------------------------------------------------
+
+    def pending_shares(self) -> list[PendingShare]:
+        """Each member of this node's own matters that lacks the newest revision."""
+        with self._storage.db.read() as s:
+            found = s.execute(
+                select(
+                    m.Matter.global_id, m.MatterMember.state, m.Matter.revision, m.Matter.envelope
+                )
+                .join(m.MatterMember, m.MatterMember.matter_id == m.Matter.id)
+                .where(
+                    m.Matter.owner == self.state,
+                    m.MatterMember.state != self.state,
+                    func.coalesce(m.MatterMember.shared_revision, 0) < m.Matter.revision,
+                )
+                .order_by(m.Matter.global_id, m.MatterMember.state)
+            ).all()
+        return [PendingShare(g, st, r, bytes(e)) for g, st, r, e in found]
+
+    def record_shared(self, share: PendingShare, answered: int) -> None:
+        """Note that `share.state` holds revision `answered` (at most the one sent)."""
+        with self._storage.db.write() as s:
+            matter_row = s.scalar(select(m.Matter.id).where(m.Matter.global_id == share.matter_id))
+            s.execute(
+                update(m.MatterMember)
+                .where(
+                    m.MatterMember.matter_id == matter_row,
+                    m.MatterMember.state == share.state,
+                )
+                .values(shared_revision=min(answered, share.revision), shared_at=self._clock())
+            )
 
     # --- inside a write transaction ------------------------------------------------------
 

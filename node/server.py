@@ -505,6 +505,7 @@ async def _start_federation(
         settings=config.federation,
         bundles=node.bundles,
         sealer=node.sealer,
+        matters=node.matters,
     )
     fed_server, port = await start_federation_server(
         servicer=servicer,

@@ -967,6 +967,9 @@ class _Lying(pb_grpc.FederationServiceServicer):
     async def GetBundleStatus(self, request: Any, context: Any) -> pb.GetBundleStatusResponse:
         return pb.GetBundleStatusResponse(status=self.bundle_status)
 
+    async def ShareMatter(self, request: Any, context: Any) -> pb.ShareMatterResponse:
+        return pb.ShareMatterResponse(revision=0)
+
     async def FetchBundle(
         self, request: Any, context: Any
     ) -> AsyncIterator[pb.FetchBundleResponse]:

@@ -79,6 +79,11 @@ class FederationServiceStub:
                 request_serializer=compact_dot_v1_dot_federation__pb2.AckBundleRequest.SerializeToString,
                 response_deserializer=compact_dot_v1_dot_federation__pb2.AckBundleResponse.FromString,
                 _registered_method=True)
+        self.ShareMatter = channel.unary_unary(
+                '/compact.v1.FederationService/ShareMatter',
+                request_serializer=compact_dot_v1_dot_federation__pb2.ShareMatterRequest.SerializeToString,
+                response_deserializer=compact_dot_v1_dot_federation__pb2.ShareMatterResponse.FromString,
+                _registered_method=True)
 
 
 class FederationServiceServicer:
@@ -168,6 +173,20 @@ class FederationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ShareMatter(self, request, context):
+        """A revision of a matter the caller owns (docs/matters.md): its DSSE
+        envelope, signed by the caller's roster key. This node must be one of the
+        matter's states (else PERMISSION_DENIED). It verifies, stores and logs the
+        revision and answers the newest revision it holds: an older or equal
+        revision than the one held is answered, not stored again. The same
+        revision with other bytes, or a revision that changes what must not
+        change (an earlier exhibit, the Bates prefix), is FAILED_PRECONDITION and
+        raises a `forked-matter` alert.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -215,6 +234,11 @@ def add_FederationServiceServicer_to_server(servicer, server):
                     servicer.AckBundle,
                     request_deserializer=compact_dot_v1_dot_federation__pb2.AckBundleRequest.FromString,
                     response_serializer=compact_dot_v1_dot_federation__pb2.AckBundleResponse.SerializeToString,
+            ),
+            'ShareMatter': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShareMatter,
+                    request_deserializer=compact_dot_v1_dot_federation__pb2.ShareMatterRequest.FromString,
+                    response_serializer=compact_dot_v1_dot_federation__pb2.ShareMatterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -460,6 +484,33 @@ class FederationService:
             '/compact.v1.FederationService/AckBundle',
             compact_dot_v1_dot_federation__pb2.AckBundleRequest.SerializeToString,
             compact_dot_v1_dot_federation__pb2.AckBundleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShareMatter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/compact.v1.FederationService/ShareMatter',
+            compact_dot_v1_dot_federation__pb2.ShareMatterRequest.SerializeToString,
+            compact_dot_v1_dot_federation__pb2.ShareMatterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -86,6 +86,16 @@ class FederationServiceStub:
     """
     AckBundle: _grpc.UnaryUnaryMultiCallable[_federation_pb2.AckBundleRequest, _federation_pb2.AckBundleResponse]
     """The caller's signed receipt for a bundle it has verified and stored."""
+    ShareMatter: _grpc.UnaryUnaryMultiCallable[_federation_pb2.ShareMatterRequest, _federation_pb2.ShareMatterResponse]
+    """A revision of a matter the caller owns (docs/matters.md): its DSSE
+    envelope, signed by the caller's roster key. This node must be one of the
+    matter's states (else PERMISSION_DENIED). It verifies, stores and logs the
+    revision and answers the newest revision it holds: an older or equal
+    revision than the one held is answered, not stored again. The same
+    revision with other bytes, or a revision that changes what must not
+    change (an earlier exhibit, the Bates prefix), is FAILED_PRECONDITION and
+    raises a `forked-matter` alert.
+    """
 
 @_typing.type_check_only
 class FederationServiceAsyncStub(FederationServiceStub):
@@ -136,6 +146,16 @@ class FederationServiceAsyncStub(FederationServiceStub):
     """
     AckBundle: _aio.UnaryUnaryMultiCallable[_federation_pb2.AckBundleRequest, _federation_pb2.AckBundleResponse]  # type: ignore[assignment]
     """The caller's signed receipt for a bundle it has verified and stored."""
+    ShareMatter: _aio.UnaryUnaryMultiCallable[_federation_pb2.ShareMatterRequest, _federation_pb2.ShareMatterResponse]  # type: ignore[assignment]
+    """A revision of a matter the caller owns (docs/matters.md): its DSSE
+    envelope, signed by the caller's roster key. This node must be one of the
+    matter's states (else PERMISSION_DENIED). It verifies, stores and logs the
+    revision and answers the newest revision it holds: an older or equal
+    revision than the one held is answered, not stored again. The same
+    revision with other bytes, or a revision that changes what must not
+    change (an earlier exhibit, the Bates prefix), is FAILED_PRECONDITION and
+    raises a `forked-matter` alert.
+    """
 
 class FederationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -237,5 +257,21 @@ class FederationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_federation_pb2.AckBundleResponse, _abc.Awaitable[_federation_pb2.AckBundleResponse]]:
         """The caller's signed receipt for a bundle it has verified and stored."""
+
+    @_abc_1.abstractmethod
+    def ShareMatter(
+        self,
+        request: _federation_pb2.ShareMatterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_federation_pb2.ShareMatterResponse, _abc.Awaitable[_federation_pb2.ShareMatterResponse]]:
+        """A revision of a matter the caller owns (docs/matters.md): its DSSE
+        envelope, signed by the caller's roster key. This node must be one of the
+        matter's states (else PERMISSION_DENIED). It verifies, stores and logs the
+        revision and answers the newest revision it holds: an older or equal
+        revision than the one held is answered, not stored again. The same
+        revision with other bytes, or a revision that changes what must not
+        change (an earlier exhibit, the Bates prefix), is FAILED_PRECONDITION and
+        raises a `forked-matter` alert.
+        """
 
 def add_FederationServiceServicer_to_server(servicer: FederationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
