@@ -3,8 +3,9 @@
 The holder (the node that holds an incident) receives signed requests over
 FederationService (`BundleDesk.receive_request`), stores each once (the requester's
 request id is the idempotency key), and decides by its sharing policy: a `compact`
-incident is approved at once, an `index` incident (and, until matters exist, a `matter`
-one) waits for a reviewer (`BundleDesk.decide`). Every decision is signed, entered in
+incident is approved at once, a `matter` one when the request names a matter held here
+that lists the requester and has the incident as an exhibit, and any other waits for a
+reviewer (`BundleDesk.decide`). Every decision is signed, entered in
 the holder's transparency log (kind `bundle-decision`, sent to peers as its leaf hash
 only) and audited in the same transaction.
 
@@ -46,6 +47,7 @@ from node.config import BundleSettings
 from node.db import Database
 from node.errors import Refusal, Refused
 from node.ingest import NodeStorage
+from node.matters import matter_covers
 from node.queries import audit
 from node.translog import TransparencyLog
 
@@ -207,6 +209,17 @@ def _new_row(
     )
 
 
+def _matter_named(s: Session, matter: str | None, own_state: str) -> str | None:
+    """The matter a request names: a matter held here by its id (``IL:DOE-V-NOEM``, or
+    ``DOE-V-NOEM`` for this state's own, in any case), else the text as given."""
+    if matter is None:
+        return None
+    candidate = matter.upper() if ":" in matter else f"{own_state}:{matter.upper()}"
+    if s.scalar(select(m.Matter.id).where(m.Matter.global_id == candidate)) is not None:
+        return candidate
+    return matter
+
+
 def _status(row: m.BundleRequestRow, manifest: bytes | None = None) -> RequestStatus:
     return RequestStatus(row.request_id, row.state, row.decision_envelope, manifest)
 
@@ -302,21 +315,25 @@ class BundleDesk:
             detail={"request_id": request.request_id, "matter": request.matter},
             now=now,
         )
-        rule = self._policy(sharing)
+        rule = self._policy(s, sharing, request)
         if rule is not None:
             self._decide_in(
                 s, row, approve=True, actor=f"policy:{rule}", reason=None, redactions=()
             )
         return _status(row)
 
-    def _policy(self, sharing: str) -> str | None:
+    def _policy(self, s: Session, sharing: str, request: BundleRequest) -> str | None:
         """The rule that approves a request for an incident of this sharing level without a
         reviewer, or None: the request waits for one."""
         if sharing == "compact" and "compact" not in self._settings.review_levels:
             return "compact"
-        # `matter`: approved automatically once matters exist (issue 7) and the request
-        # names a matter that holds the incident with the requester as a member; until
-        # then it waits for a reviewer, as `index` always does.
+        if (
+            sharing == "matter"
+            and "matter" not in self._settings.review_levels
+            and request.matter is not None
+            and matter_covers(s, request.matter, request.requester, request.incident)
+        ):
+            return "matter"
         return None
 
     def status_for(self, caller: str, request_id: str) -> RequestStatus:
@@ -447,6 +464,7 @@ class BundleDesk:
             raise BundleRefused(Refusal.INVALID, f"incident: not an incident of {holder}")
         now = self._clock()
         with self._storage.db.write() as s:
+            matter = _matter_named(s, matter, self.state)
             held = sorted(
                 set(
                     s.scalars(

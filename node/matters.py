@@ -627,6 +627,25 @@ def _indexed(s: Session, global_id: str) -> bool:
     )
 
 
+def matter_covers(s: Session, matter: str, state: str, global_id: str) -> bool:
+    """Whether `matter` (a matter id as a bundle request names it), held here, lists
+    `state` as a member and has an exhibit of incident `global_id` (whole or a file)."""
+    row_id = s.scalar(select(m.Matter.id).where(m.Matter.global_id == matter))
+    if row_id is None:
+        return False
+    member = s.scalar(
+        select(m.MatterMember.id).where(
+            m.MatterMember.matter_id == row_id, m.MatterMember.state == state
+        )
+    )
+    exhibit = s.scalar(
+        select(m.Exhibit.id)
+        .where(m.Exhibit.matter_id == row_id, m.Exhibit.global_id == global_id)
+        .limit(1)
+    )
+    return member is not None and exhibit is not None
+
+
 def resolve(s: Session, ref: str, own_state: str) -> str:
     """The global id of the matter `ref` names: ``STATE:ID``, or ``ID`` for this node's own."""
     global_id = ref.upper() if ":" in ref else f"{own_state}:{ref.upper()}"
