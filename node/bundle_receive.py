@@ -67,6 +67,7 @@ from node.bundle_seal import manifest_of, spool_path, unit_count
 from node.bundles import OUTGOING, BundleRefused
 from node.errors import Refusal, StorageError
 from node.evidence import ResolvedEvidence
+from node.holds import refresh_for_incident, remove_unreferenced
 from node.importformat import parse_record
 from node.ingest import NodeStorage, Ready, content_hash, insert_incidents
 from node.queries import audit
@@ -686,6 +687,8 @@ class BundleReceiver:
                     received_at=now,
                 )
             )
+            s.flush()
+            refresh_for_incident(s, manifest.global_id)  # a held matter's exhibit arrived
             receipt = sign_receipt(
                 BundleReceipt(
                     bundle_id=manifest.bundle_id,
@@ -721,13 +724,7 @@ class BundleReceiver:
 
     def _undo(self, placed: Sequence[str]) -> None:
         """Remove blobs placed for a bundle that was then not stored, unless referenced."""
-        if not placed:
-            return
-        with self._storage.blobs.locked(), self._storage.db.read() as s:
-            keep = set(s.scalars(select(m.Blob.sha256).where(m.Blob.sha256.in_(list(placed)))))
-            for digest in placed:
-                if digest not in keep:
-                    self._storage.blobs.remove(digest)
+        remove_unreferenced(self._storage, placed)
 
     def receipt(self, row_id: int) -> bytes:
         with self._storage.db.read() as s:

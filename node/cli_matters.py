@@ -55,6 +55,12 @@ def _print_matter(info: Any, as_json: bool, *, exhibits: bool = True) -> None:
         f" Bates prefix {info.bates_prefix}, {len(info.exhibits)} exhibit(s)",
         highlight=False,
     )
+    if info.legal_hold:
+        console.print(
+            f"  the hold keeps {info.held_incidents} incident(s) and {info.held_files}"
+            " evidence file(s) on this node from deletion and re-encryption",
+            highlight=False,
+        )
     if not exhibits:
         return
     waiting = [

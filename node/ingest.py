@@ -340,24 +340,11 @@ def _insert_ignoring_duplicates(s: Session, model: Any, key: str) -> Any:
     return sqlite_insert(model).on_conflict_do_nothing(index_elements=[key])
 
 
-def _referenced(storage: NodeStorage, digests: list[str]) -> set[str]:
-    found: set[str] = set()
-    with storage.db.read() as s:
-        for i in range(0, len(digests), _CHUNK):
-            chunk = digests[i : i + _CHUNK]
-            found.update(s.scalars(select(m.Blob.sha256).where(m.Blob.sha256.in_(chunk))))
-    return found
-
-
 def _undo(storage: NodeStorage, blobs: list[str]) -> None:
     """Remove the blobs this import stored, unless a committed record now references them."""
-    if not blobs:
-        return
-    with storage.blobs.locked():
-        keep = _referenced(storage, blobs)
-        for digest in blobs:
-            if digest not in keep:
-                storage.blobs.remove(digest)
+    from node.holds import remove_unreferenced  # node.holds needs NodeStorage from here
+
+    remove_unreferenced(storage, blobs)
 
 
 def _ensure_present(storage: NodeStorage, stored: list[ResolvedEvidence]) -> None:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 import structlog
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from crypto import signing
@@ -44,6 +44,7 @@ from federation.matter import (
     verify_matter,
 )
 from federation.roster import Roster
+from node import holds
 from node import models as m
 from node.db import Database
 from node.errors import Refusal, Refused
@@ -119,6 +120,9 @@ class MatterInfo:
     members: tuple[MemberInfo, ...]
     exhibits: tuple[ExhibitInfo, ...]
     envelope_sha256: str
+    # What the legal hold keeps on this node (node.holds): incidents and evidence files.
+    held_incidents: int = 0
+    held_files: int = 0
 
     @property
     def states(self) -> tuple[str, ...]:
@@ -137,6 +141,7 @@ class MatterInfo:
             "updated_at": self.updated_at.isoformat(),
             "envelope_sha256": self.envelope_sha256,
             "exhibit_count": len(self.exhibits),
+            "hold_keeps": {"incidents": self.held_incidents, "files": self.held_files},
         }
         if exhibits:
             out["members"] = [mb.to_json() for mb in self.members]
@@ -315,9 +320,9 @@ class MatterDesk:
                     f"the matter would be larger than {MAX_MATTER_BYTES // 1024} KiB with this"
                     " exhibit; shorten descriptions or open a second matter",
                 )
-            self._store_revision(s, row, revised, now)
             s.add(_exhibit_row(row.id, len(revised.exhibits), added))
             s.flush()
+            self._store_revision(s, row, revised, now)  # after the exhibit: holds cover it
             audit(
                 s,
                 actor=user,
@@ -595,6 +600,8 @@ class MatterDesk:
     def _record_revision(
         self, s: Session, row: m.Matter, revision: int, envelope: bytes, now: datetime
     ) -> None:
+        s.flush()
+        holds.refresh(s, row.id)  # what the hold covers may have changed
         (index,) = self._log.append_in(s, MATTER_KIND, [envelope], now=now)
         s.add(
             m.MatterRevision(
@@ -693,7 +700,14 @@ def _info(s: Session, row: m.Matter) -> MatterInfo:
             for e in exhibits
         ),
         envelope_sha256=_sha256(row.envelope),
+        held_incidents=_count(s, m.LegalHold.blob_sha256.is_(None), row.id),
+        held_files=_count(s, m.LegalHold.blob_sha256.is_not(None), row.id),
     )
+
+
+def _count(s: Session, which: ColumnElement[bool], matter_row_id: int) -> int:
+    query = select(func.count()).select_from(m.LegalHold)
+    return int(s.scalar(query.where(m.LegalHold.matter_id == matter_row_id, which)) or 0)
 
 
 def get_matter(db: Database, ref: str, own_state: str) -> MatterInfo:

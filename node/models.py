@@ -304,6 +304,26 @@ class Exhibit(Base):
     added_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class LegalHold(Base):
+    """What a matter under legal hold keeps on this node (node.holds): an incident this
+    node holds that the matter names, with one row per evidence blob the exhibits name
+    (`blob_sha256`) and one for the incident itself (`blob_sha256` None). The RESTRICT
+    keys make the database refuse to delete a held incident or blob."""
+
+    __tablename__ = "legal_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    matter_id: Mapped[int] = mapped_column(
+        ForeignKey("matters.id", ondelete="RESTRICT"), index=True
+    )
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="RESTRICT"), index=True
+    )
+    blob_sha256: Mapped[str | None] = mapped_column(
+        ForeignKey("blobs.sha256", ondelete="RESTRICT"), index=True
+    )
+
+
 class AuditEvent(Base):
     """Who did what, when: every write, every read of personal data or evidence."""
 
