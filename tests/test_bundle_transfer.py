@@ -144,6 +144,15 @@ def test_a_bundle_is_sealed_streamed_verified_and_stored(pair: Pair) -> None:
     # Nothing of the incident is visible at MN before the bundle is received.
     assert db_rows(pair.mn, select(m.Incident.id).where(m.Incident.global_id == gid)) == []
 
+    # MN's matter under legal hold names the incident before its bundle arrives: nothing
+    # to keep yet.
+    mn_dir = str(pair.mn.data_dir)
+    run_compact("matter", "create", "Doe v. Noem", "--states", "IL", "--legal-hold",
+                "--data-dir", mn_dir)  # fmt: skip
+    run_compact("matter", "add-exhibit", "DOE-V-NOEM", "--incident", gid,
+                "--description", "IL's stop", "--data-dir", mn_dir)  # fmt: skip
+    assert db_rows(pair.mn, select(m.LegalHold.id)) == []
+
     refreshed = run_json(pair.mn, "bundle", "refresh")
     assert {"request_id": request_id, "holder": "IL", "state": "delivered", "error": None} in (
         refreshed
@@ -182,6 +191,11 @@ def test_a_bundle_is_sealed_streamed_verified_and_stored(pair: Pair) -> None:
     assert [(n, s, z) for n, s, z in items] == [
         (name, hashlib.sha256(data).hexdigest(), len(data)) for name, data in pair.files.items()
     ]
+    # The hold keeps the incident and its files from the moment they were stored.
+    kept = db_rows(pair.mn, select(m.LegalHold.incident_id, m.LegalHold.blob_sha256))
+    assert sorted(kept, key=lambda r: r[1] or "") == sorted(
+        [(incident_id, None)] + [(incident_id, s) for _, s, _ in items], key=lambda r: r[1] or ""
+    )
     # Custody: IL's signed events (origin IL) and MN's own `received`, for each file.
     custody = db_rows(
         pair.mn,
