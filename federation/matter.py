@@ -62,7 +62,7 @@ MAX_STATES: Final = 60
 _DIGITS: Final = 6
 
 _SLUG: Final = re.compile(r"[A-Z0-9](?:[A-Z0-9-]{0,38}[A-Z0-9])?")
-_MATTER_ID: Final = re.compile(r"([A-Z]{2}):([A-Z0-9](?:[A-Z0-9-]{0,38}[A-Z0-9])?)")
+_MATTER_ID: Final = re.compile(rf"([A-Z]{{2}}):({_SLUG.pattern})")
 _BATES: Final = re.compile(r"[A-Z0-9]+(?:-[A-Z0-9]+)*")
 
 _MATTER_FIELDS: Final = frozenset(
