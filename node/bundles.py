@@ -47,7 +47,7 @@ from node.config import BundleSettings
 from node.db import Database
 from node.errors import Refusal, Refused
 from node.ingest import NodeStorage
-from node.matters import matter_covers
+from node.matters import matter_covers, matter_global_id
 from node.queries import audit
 from node.translog import TransparencyLog
 
@@ -214,7 +214,7 @@ def _matter_named(s: Session, matter: str | None, own_state: str) -> str | None:
     ``DOE-V-NOEM`` for this state's own, in any case), else the text as given."""
     if matter is None:
         return None
-    candidate = matter.upper() if ":" in matter else f"{own_state}:{matter.upper()}"
+    candidate = matter_global_id(matter, own_state)
     if s.scalar(select(m.Matter.id).where(m.Matter.global_id == candidate)) is not None:
         return candidate
     return matter

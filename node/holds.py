@@ -56,18 +56,27 @@ def refresh(s: Session, matter_row_id: int) -> None:
             )
         )
         incidents.update((gid, incident_id) for gid, incident_id in found)
+    # Every file of the incidents held here, read in chunks (not a query per exhibit).
+    files: dict[int, list[tuple[int, str]]] = {}
+    ids = sorted(set(incidents.values()))
+    for i in range(0, len(ids), _CHUNK):
+        for owner, at, digest in s.execute(
+            select(
+                m.EvidenceItem.incident_id, m.EvidenceItem.position, m.EvidenceItem.sha256
+            ).where(m.EvidenceItem.incident_id.in_(ids[i : i + _CHUNK]))
+        ):
+            files.setdefault(owner, []).append((at, digest))
     rows: set[tuple[int, str | None]] = set()
     for gid, position, sha256 in exhibits:
-        incident_id = incidents.get(gid)
-        if incident_id is None:  # not held here (yet): held when its bundle is stored
+        held = incidents.get(gid)
+        if held is None:  # not held here (yet): held when its bundle is stored
             continue
-        rows.add((incident_id, None))
-        files = select(m.EvidenceItem.sha256).where(m.EvidenceItem.incident_id == incident_id)
-        if position >= 0:
-            files = files.where(
-                m.EvidenceItem.position == position, m.EvidenceItem.sha256 == sha256
-            )
-        rows.update((incident_id, digest) for digest in s.scalars(files))
+        rows.add((held, None))
+        rows.update(
+            (held, digest)
+            for at, digest in files.get(held, [])
+            if position < 0 or (at == position and digest == sha256)
+        )
     s.add_all(
         m.LegalHold(matter_id=matter_row_id, incident_id=incident_id, blob_sha256=digest)
         for incident_id, digest in sorted(rows, key=lambda r: (r[0], r[1] or ""))

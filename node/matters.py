@@ -258,26 +258,17 @@ class MatterDesk:
             row = m.Matter(
                 global_id=matter.matter_id,
                 owner=self.state,
-                title=matter.title,
                 bates_prefix=matter.bates_prefix,
-                legal_hold=matter.legal_hold,
-                revision=matter.revision,
-                envelope=envelope,
                 created_at=now,
-                updated_at=now,
             )
+            _set_fields(row, matter, envelope, now)
             s.add(row)
             s.flush()
             s.add_all(
-                m.MatterMember(
-                    matter_id=row.id,
-                    state=code,
-                    shared_revision=matter.revision if code == self.state else None,
-                    shared_at=now if code == self.state else None,
-                )
+                m.MatterMember(matter_id=row.id, state=code, shared_revision=None, shared_at=None)
                 for code in members
             )
-            self._record_revision(s, row, matter.revision, envelope, now)
+            self._make_current(s, row, matter, envelope, now, holders=(self.state,))
             audit(
                 s,
                 actor=user,
@@ -385,7 +376,7 @@ class MatterDesk:
                 s.add(row)
                 self._apply(s, row, matter, envelope, now, caller)
                 return matter.revision
-            held = Matter.from_payload(Envelope.from_json(row.envelope).payload)
+            held = _document(row)
             if matter.revision < held.revision:
                 return held.revision
             if matter.revision == held.revision:
@@ -440,12 +431,8 @@ class MatterDesk:
         caller: str,
     ) -> None:
         """Make `row` (new or held) the owner's revision `matter`, in `s`."""
-        row.title = matter.title
         row.bates_prefix = matter.bates_prefix
-        row.legal_hold = matter.legal_hold
-        row.revision = matter.revision
-        row.envelope = envelope
-        row.updated_at = now
+        _set_fields(row, matter, envelope, now)
         s.flush()  # a new row gets its id
         count = select(func.count()).select_from(m.Exhibit).where(m.Exhibit.matter_id == row.id)
         known = s.scalar(count) or 0
@@ -462,21 +449,12 @@ class MatterDesk:
             for code in matter.states
             if code not in present
         )
-        s.flush()
-        s.execute(
-            update(m.MatterMember)
-            .where(
-                m.MatterMember.matter_id == row.id,
-                m.MatterMember.state.in_((self.state, matter.owner)),
-            )
-            .values(shared_revision=matter.revision, shared_at=now)
-        )
         s.add_all(
             _exhibit_row(row.id, seq, exhibit)
             for seq, exhibit in enumerate(matter.exhibits, start=1)
             if seq > known
         )
-        self._record_revision(s, row, matter.revision, envelope, now)
+        self._make_current(s, row, matter, envelope, now, holders=(self.state, matter.owner))
         audit(
             s,
             actor=f"member:{caller}",
@@ -531,16 +509,17 @@ class MatterDesk:
                 Refusal.FAILED_PRECONDITION,
                 f"matter {global_id}: only its owner, {row.owner}, can change it",
             )
-        return row, Matter.from_payload(Envelope.from_json(row.envelope).payload)
+        return row, _document(row)
 
     def _exhibit_target(
         self, s: Session, matter: Matter, global_id: str, evidence_sha256: str | None
     ) -> ExhibitEvidence | None:
         """What the exhibit is of, once the incident is known here and of a member state."""
+        sha256 = None if evidence_sha256 is None else evidence_sha256.lower()
         try:
             schema.global_id(global_id, "incident", None)
-            if evidence_sha256 is not None:
-                schema.hex64(evidence_sha256.lower(), "evidence")
+            if sha256 is not None:
+                schema.hex64(sha256, "evidence")
         except ValueError as e:
             raise _invalid(e) from None
         origin = global_id[:2]
@@ -556,7 +535,7 @@ class MatterDesk:
                 "incident: not held here and not in the compact's index",
             )
         evidence: ExhibitEvidence | None = None
-        if evidence_sha256 is not None:
+        if sha256 is not None:
             if incident_id is None:
                 raise MatterRefused(
                     Refusal.FAILED_PRECONDITION,
@@ -566,14 +545,14 @@ class MatterDesk:
             position = s.scalar(
                 select(m.EvidenceItem.position).where(
                     m.EvidenceItem.incident_id == incident_id,
-                    m.EvidenceItem.sha256 == evidence_sha256.lower(),
+                    m.EvidenceItem.sha256 == sha256,
                 )
             )
             if position is None:
                 raise MatterRefused(
                     Refusal.NOT_FOUND, "evidence: the incident has no file with this SHA-256"
                 )
-            evidence = ExhibitEvidence(position=position, sha256=evidence_sha256.lower())
+            evidence = ExhibitEvidence(position=position, sha256=sha256)
         key = (global_id, -1 if evidence is None else evidence.position)
         for exhibit in matter.exhibits:
             if exhibit.key == key:
@@ -583,30 +562,36 @@ class MatterDesk:
         return evidence
 
     def _store_revision(self, s: Session, row: m.Matter, matter: Matter, now: datetime) -> None:
+        """Sign `matter`, the owner's next revision, and make it current, in `s`."""
         envelope = sign_matter(matter, self._key).to_json()
-        row.title = matter.title
-        row.legal_hold = matter.legal_hold
-        row.revision = matter.revision
-        row.envelope = envelope
-        row.updated_at = now
-        # The owner holds every revision it signs.
+        self._make_current(s, row, matter, envelope, now, holders=(self.state,))
+
+    def _make_current(
+        self,
+        s: Session,
+        row: m.Matter,
+        matter: Matter,
+        envelope: bytes,
+        now: datetime,
+        *,
+        holders: tuple[str, ...],
+    ) -> None:
+        """Make `matter` (signed as `envelope`) the current revision of `row`, whose
+        exhibits are already written, in `s`: its fields, the members known to hold it,
+        the holds, the log entry and the revision row."""
+        _set_fields(row, matter, envelope, now)
+        s.flush()
         s.execute(
             update(m.MatterMember)
-            .where(m.MatterMember.matter_id == row.id, m.MatterMember.state == self.state)
+            .where(m.MatterMember.matter_id == row.id, m.MatterMember.state.in_(holders))
             .values(shared_revision=matter.revision, shared_at=now)
         )
-        self._record_revision(s, row, matter.revision, envelope, now)
-
-    def _record_revision(
-        self, s: Session, row: m.Matter, revision: int, envelope: bytes, now: datetime
-    ) -> None:
-        s.flush()
         holds.refresh(s, row.id)  # what the hold covers may have changed
         (index,) = self._log.append_in(s, MATTER_KIND, [envelope], now=now)
         s.add(
             m.MatterRevision(
                 matter_id=row.id,
-                revision=revision,
+                revision=matter.revision,
                 envelope=envelope,
                 envelope_sha256=_sha256(envelope),
                 log_index=index,
@@ -617,6 +602,17 @@ class MatterDesk:
 
 
 # --- reading ----------------------------------------------------------------------------
+
+
+def _set_fields(row: m.Matter, matter: Matter, envelope: bytes, now: datetime) -> None:
+    """The columns of `row` that follow its current revision."""
+    row.title, row.legal_hold, row.revision = matter.title, matter.legal_hold, matter.revision
+    row.envelope, row.updated_at = envelope, now
+
+
+def _document(row: m.Matter) -> Matter:
+    """The revision a row holds (this node signed or verified it before storing it)."""
+    return Matter.from_payload(Envelope.from_json(row.envelope).payload)
 
 
 def _indexed(s: Session, global_id: str) -> bool:
@@ -653,9 +649,15 @@ def matter_covers(s: Session, matter: str, state: str, global_id: str) -> bool:
     return member is not None and exhibit is not None
 
 
+def matter_global_id(ref: str, own_state: str) -> str:
+    """The id `ref` stands for: ``STATE:ID`` as it is, ``ID`` alone for this node's own
+    matter; in any case."""
+    return ref.upper() if ":" in ref else f"{own_state}:{ref.upper()}"
+
+
 def resolve(s: Session, ref: str, own_state: str) -> str:
-    """The global id of the matter `ref` names: ``STATE:ID``, or ``ID`` for this node's own."""
-    global_id = ref.upper() if ":" in ref else f"{own_state}:{ref.upper()}"
+    """The global id of the matter `ref` names, which must be held here."""
+    global_id = matter_global_id(ref, own_state)
     if s.scalar(select(m.Matter.id).where(m.Matter.global_id == global_id)) is None:
         raise MatterRefused(Refusal.NOT_FOUND, "matter: no such matter here")
     return global_id
