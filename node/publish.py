@@ -45,7 +45,7 @@ from node.records import (
     LocationInput,
     Timestamp,
 )
-from node.translog import TransparencyLog
+from node.translog import TransparencyLog, lock_appends
 
 ENTRY_KIND: Final = "index-entry"
 CUSTODY_KIND: Final = "custody"
@@ -164,6 +164,7 @@ class Publisher:
         done = 0
         while True:
             with self._storage.db.write() as s:
+                lock_appends(s)  # before the select: two loggers never sign one event twice
                 rows = s.execute(
                     select(
                         _CUSTODY.c.id,

@@ -106,8 +106,7 @@ class TransparencyLog:
             raise ValueError(f"a log entry is larger than {MAX_ENTRY_BYTES} bytes")
         if not payloads:
             return []
-        if s.get_bind().dialect.name == "postgresql":
-            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        lock_appends(s)
         size = _size(s)
         tree = MerkleTree(SqlNodeStore(s), size)
         leaves = [leaf_hash(p) for p in payloads]
@@ -171,6 +170,16 @@ class TransparencyLog:
             return s.scalar(
                 select(m.LogCheckpoint.note).order_by(m.LogCheckpoint.size.desc()).limit(1)
             )
+
+
+def lock_appends(s: Session) -> None:
+    """Serialise log appends for the rest of `s`'s transaction. SQLite's write transactions
+    are serialised already (BEGIN IMMEDIATE); PostgreSQL takes a transaction-scoped advisory
+    lock (taken again by the same transaction, it is held once more, never waited for).
+    A caller that selects what to append must take it before selecting, so that two
+    writers never both see the same rows as not yet logged."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
 
 
 #: Cosignature lines served or carried with one checkpoint.
