@@ -42,7 +42,7 @@ from crypto.keystore import NodeKeys
 from crypto.ristretto import Element
 from crypto.threshold_oprf import ShareEvaluation
 from federation.errors import FederationError
-from federation.naming import witness_signer
+from federation.naming import witness_signer, witness_verifier
 from federation.roster import Member, Roster
 from node import models as m
 from node.bundle_receive import (
@@ -346,8 +346,17 @@ class FederationNode:
         before = await asyncio.to_thread(self.replicas.state_of, state)
         old_size = before.checkpoint.size if before.checkpoint else 0
         note, proof = await c.get_checkpoint(old_size)
+        # Cosignature lines of the other members (this node too) are kept with the checkpoint.
+        witnesses = [
+            witness_verifier(mb.state, mb.signing_key) for mb in roster.members if mb.state != state
+        ]
         checkpoint = await asyncio.to_thread(
-            self.replicas.accept_checkpoint, member, note, proof, now=self.clock()
+            self.replicas.accept_checkpoint,
+            member,
+            note,
+            proof,
+            now=self.clock(),
+            witnesses=witnesses,
         )
         size, stored = before.size, 0
         limit = self.config.federation.entries_per_request
@@ -398,6 +407,16 @@ class FederationNode:
                     pending.exception()  # retrieved, so that it is not reported as lost
         signer = witness_signer(self.state, self.signing_key)
         line = signer.cosign(checkpoint, timestamp=int(self.clock().timestamp()))
+        # Kept before it is sent: a cosignature that is not delivered still counts for
+        # exhibit packages (node.replica; docs/federation.md).
+        await asyncio.to_thread(
+            self.replicas.add_own_cosignature,
+            state,
+            checkpoint.size,
+            line,
+            now=self.clock(),
+            text=checkpoint.to_text(),
+        )
         try:
             await c.submit_cosignature(checkpoint.to_text(), line)
         except FederationError as e:

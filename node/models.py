@@ -324,6 +324,26 @@ class LegalHold(Base):
     )
 
 
+class ExhibitExport(Base):
+    """One export of a matter's exhibit package (`compact exhibit export`): `state` is
+    "recorded" (custody events written, package not yet) or "written"; a re-run resumes
+    the row and its `package_id`."""
+
+    __tablename__ = "exhibit_exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_id: Mapped[str] = mapped_column(String(64), unique=True)
+    matter_id: Mapped[int] = mapped_column(
+        ForeignKey("matters.id", ondelete="RESTRICT"), index=True
+    )
+    revision: Mapped[int] = mapped_column(Integer)
+    out_path: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    exported_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class AuditEvent(Base):
     """Who did what, when: every write, every read of personal data or evidence."""
 
@@ -553,6 +573,21 @@ class ReplicaLog(Base):
     checkpoint_size: Mapped[int] = mapped_column(BigInteger)
     checkpoint_root: Mapped[bytes] = mapped_column(LargeBinary)
     checkpoint_note: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReplicaCheckpoint(Base):
+    """A checkpoint of a peer's log that this node accepted (node.replica), every one kept:
+    the signed note holds the checkpoint text, the log's signature line and each verified
+    cosignature line known for it, this node's own included, one line per key (exhibit
+    packages prove entries against checkpoints cosigned by enough witnesses)."""
+
+    __tablename__ = "replica_checkpoints"
+
+    state: Mapped[str] = mapped_column(String(2), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    note: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

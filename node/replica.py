@@ -18,6 +18,11 @@ rules (DESIGN.md section 4; docs/federation.md):
   one transaction, or not at all.
 - A newer revision of an entry supersedes the older one (`current`); an older
   or equal revision arriving later is refused (a rewritten history).
+- Every checkpoint accepted is kept (`replica_checkpoints`, for exhibit packages)
+  with the signature lines known for it: the log's, each witness's that verified
+  (`witnesses` of `accept_checkpoint`) and this node's own (`add_own_cosignature`),
+  one line per key, the first one kept, so that a note never grows past one line
+  per member and a line once kept never changes.
 """
 
 from __future__ import annotations
@@ -32,11 +37,23 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from crypto.checkpoint import Checkpoint, open_checkpoint
+from crypto.checkpoint import (
+    Checkpoint,
+    CosignatureVerifier,
+    cosignature_timestamp,
+    open_checkpoint,
+)
 from crypto.dsse import Envelope
 from crypto.errors import CryptoError
 from crypto.merkle import leaf_hash, root_hash, verify_consistency
 from crypto.merkle_tree import MerkleTree
+from crypto.note import (
+    MAX_SIGNATURES,
+    Signature,
+    add_signature_lines,
+    parse_note,
+    parse_signature_line,
+)
 from federation.errors import FederationError
 from federation.index_entry import EntryVerifier, IndexEntry
 from federation.naming import log_origin, log_verifier
@@ -100,6 +117,16 @@ class ReplicaState:
     note: str | None
 
 
+@dataclass(frozen=True)
+class KeptCheckpoint:
+    """A checkpoint of a peer's log kept by this node: its signed note carries the log's
+    signature line and the cosignature lines known for it."""
+
+    size: int
+    root_hash: bytes
+    note: str
+
+
 class Replicas:
     """This node's replicas of its peers' logs. With `own_state`, storing a peer's entries
     also records the hits they create with this state's incidents (node.hits)."""
@@ -117,18 +144,32 @@ class Replicas:
             return ReplicaState(row.size, cp, row.checkpoint_note)
 
     def accept_checkpoint(
-        self, member: Member, note: str, proof: Sequence[bytes], *, now: datetime
+        self,
+        member: Member,
+        note: str,
+        proof: Sequence[bytes],
+        *,
+        now: datetime,
+        witnesses: Sequence[CosignatureVerifier] = (),
     ) -> Checkpoint:
-        """Verify a peer's checkpoint against the last one accepted and keep it (ReplicaError)."""
+        """Verify a peer's checkpoint against the last one accepted and keep it (ReplicaError).
+
+        It is also kept in `replica_checkpoints` with the log's signature line and the
+        note's cosignature lines that verify under `witnesses` (the other members' witness
+        keys); lines of other keys, or that do not verify, are dropped, not refused. A
+        checkpoint of a size already kept adds the lines of keys it has none of (if its
+        text is the kept one's: a log that signs one size twice with other extension lines
+        gets its first text kept)."""
         state = member.state
+        log_key = log_verifier(state, member.signing_key)
         try:
-            new = open_checkpoint(
-                note, log=log_verifier(state, member.signing_key), origin=log_origin(state)
-            )
+            new = open_checkpoint(note, log=log_key, origin=log_origin(state))
         except CryptoError as e:
             raise ReplicaError(
                 "bad-checkpoint", f"{state}'s checkpoint does not verify: {e}"
             ) from None
+        # open_checkpoint verified every line of the log's key, so only witnesses' remain.
+        text, lines = _known_lines(note, log_key.name, log_key.key_hash, member, witnesses)
         if new.size == 0 and not hmac.compare_digest(new.root_hash, root_hash([])):
             raise ReplicaError(
                 "bad-checkpoint",
@@ -136,7 +177,8 @@ class Replicas:
                 "that is not the empty tree's",
             )
         with self.db.write() as s:
-            row = s.get(m.ReplicaLog, state)
+            # Locked: two syncs of one peer merge their lines one after the other.
+            row = s.get(m.ReplicaLog, state, with_for_update=True)
             if row is not None:
                 old_size, old_root = row.checkpoint_size, bytes(row.checkpoint_root)
                 evidence = {"accepted": row.checkpoint_note, "presented": note}
@@ -179,7 +221,57 @@ class Replicas:
                         updated_at=now,
                     )
                 )
+            kept = s.get(m.ReplicaCheckpoint, (state, new.size), with_for_update=True)
+            if kept is None:
+                s.add(
+                    m.ReplicaCheckpoint(
+                        state=state,
+                        size=new.size,
+                        root_hash=new.root_hash,
+                        note=_note_with(text, lines),
+                        updated_at=now,
+                    )
+                )
+            else:
+                if not hmac.compare_digest(bytes(kept.root_hash), new.root_hash):
+                    # replica_logs said otherwise above: the two tables disagree.
+                    raise ReplicaError(
+                        "forked-log",
+                        f"{state} signed two different roots for size {new.size}",
+                        {"accepted": kept.note, "presented": note},
+                    )
+                _merge_into(kept, text, lines, now)
         return new
+
+    def add_own_cosignature(
+        self, state: str, size: int, line: str, *, now: datetime, text: str | None = None
+    ) -> None:
+        """Keep this node's cosignature `line` of `state`'s checkpoint of `size` (accepted
+        before: ValueError otherwise, or if the line is not a cosignature line). Nothing
+        changes if a line of this key is kept already (a later cosignature of the same
+        checkpoint, with another timestamp, adds nothing), nor if `text`, the checkpoint
+        text cosigned, is given and is not the kept note's."""
+        try:
+            signature = parse_signature_line(line)
+            cosignature_timestamp(signature)
+        except CryptoError as e:
+            raise ValueError(f"not a cosignature line: {e}") from None
+        with self.db.write() as s:
+            kept = s.get(m.ReplicaCheckpoint, (state, size), with_for_update=True)
+            if kept is None:
+                raise ValueError(f"no checkpoint of {state}'s log of size {size} is kept")
+            _merge_into(kept, text, [signature], now)
+
+    def checkpoints(self, state: str, *, min_size: int = 0) -> list[KeptCheckpoint]:
+        """The checkpoints of `state`'s log kept, of `min_size` entries or more, by size."""
+        t = m.ReplicaCheckpoint
+        with self.db.read() as s:
+            rows = s.execute(
+                select(t.size, t.root_hash, t.note)
+                .where(t.state == state, t.size >= min_size)
+                .order_by(t.size)
+            ).all()
+        return [KeptCheckpoint(int(size), bytes(root), str(note)) for size, root, note in rows]
 
     def accept_entries(
         self,
@@ -333,3 +425,80 @@ class Replicas:
         index_pseudonyms(s, state, current, replaced)
         if self.own_state is not None:
             record_hits(s, self.own_state, state, [index for index, _ in current], now)
+
+
+# --- kept checkpoints ----------------------------------------------------------------------
+
+
+def _known_lines(
+    note: str,
+    log_name: str,
+    log_hash: int,
+    member: Member,
+    witnesses: Sequence[CosignatureVerifier],
+) -> tuple[str, list[Signature]]:
+    """The text of a note whose log signature verified, and its lines worth keeping: the
+    log's (first), then each witness's that verifies, one per key, in note order."""
+    parsed = parse_note(note)
+    message = parsed.text.encode("utf-8")
+    known = {
+        (w.name, w.key_hash): w
+        for w in witnesses
+        if w.key.raw != member.signing_key.raw  # a log does not witness itself
+    }
+    logs: list[Signature] = []
+    others: list[Signature] = []
+    seen: set[tuple[str, int]] = set()
+    for sig in parsed.signatures:
+        ident = (sig.name, sig.key_hash)
+        if ident in seen:
+            continue
+        if ident == (log_name, log_hash):
+            logs.append(sig)
+        else:
+            verifier = known.get(ident)
+            if verifier is None:
+                continue
+            try:
+                cosignature_timestamp(sig)
+                verifier.verify(message, sig.signature)
+            except CryptoError:
+                continue
+            others.append(sig)
+        seen.add(ident)
+    return parsed.text, logs + others
+
+
+def _note_with(text: str, signatures: Sequence[Signature]) -> str:
+    """The signed note of `text` with `signatures` (at least one, at most MAX_SIGNATURES),
+    written as crypto.note writes one; checked by parsing it back."""
+    note = text + "\n" + "".join(sig.line for sig in signatures)
+    parse_note(note)  # EncodingError unless it is one
+    return note
+
+
+def _merged(note: str, signatures: Sequence[Signature]) -> str:
+    """`note` with each of `signatures` of a key it has no line of appended, in order (at
+    most MAX_SIGNATURES lines in all); its own text and lines stay as they are."""
+    held = parse_note(note).signatures
+    keys = {(sig.name, sig.key_hash) for sig in held}
+    new: list[str] = []
+    for sig in signatures:
+        ident = (sig.name, sig.key_hash)
+        if ident in keys or len(held) + len(new) >= MAX_SIGNATURES:
+            continue
+        keys.add(ident)
+        new.append(sig.line)
+    return add_signature_lines(note, new) if new else note
+
+
+def _merge_into(
+    kept: m.ReplicaCheckpoint, text: str | None, signatures: Sequence[Signature], now: datetime
+) -> None:
+    """Add `signatures` of `text` (None: the kept note's) to a kept checkpoint's note."""
+    if text is not None and parse_note(kept.note).text != text:
+        return  # they sign another text
+    note = _merged(kept.note, signatures)
+    if note != kept.note:
+        kept.note = note
+        kept.updated_at = now

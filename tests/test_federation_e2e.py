@@ -17,6 +17,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from crypto.checkpoint import verify_checkpoint
+from crypto.dsse import Envelope
+from federation.naming import log_origin, log_verifier, witness_name, witness_verifier
+from federation.roster import Roster
 from node import models as m
 from node.config import Config
 from tests.helpers import record, write_jsonl
@@ -111,6 +115,41 @@ def test_peers_and_log_status_show_sync_and_witnesses(
     assert status["checkpoint"]["witnessed_by"] == ["CA", "MN"]
     alerts = json.loads(run("alerts", "--data-dir", il, "--json").stdout)
     assert alerts["alerts"] == []
+
+
+def test_every_node_keeps_its_peers_checkpoints_with_its_own_cosignature(
+    compact_of_three: dict[str, Config],
+) -> None:
+    """After the syncs, each node holds the checkpoints of each peer's log it accepted, the
+    newest one (the one its replica is at) carrying its own valid cosignature."""
+    for holder, config in compact_of_three.items():
+        ((envelope,),) = db_rows(
+            config,
+            select(m.RosterVersion.envelope).order_by(m.RosterVersion.version.desc()).limit(1),
+        )
+        roster = Roster.from_payload(Envelope.from_json(bytes(envelope)).payload)
+        keys = {mb.state: mb.signing_key for mb in roster.members}
+        for peer in STATES:
+            if peer == holder:
+                continue
+            kept = db_rows(
+                config,
+                select(m.ReplicaCheckpoint.size, m.ReplicaCheckpoint.note)
+                .where(m.ReplicaCheckpoint.state == peer)
+                .order_by(m.ReplicaCheckpoint.size),
+            )
+            ((newest,),) = db_rows(
+                config, select(m.ReplicaLog.checkpoint_size).where(m.ReplicaLog.state == peer)
+            )
+            assert kept and kept[-1][0] == newest, f"{holder}'s checkpoints of {peer}"
+            verified = verify_checkpoint(
+                kept[-1][1],
+                log=log_verifier(peer, keys[peer]),
+                witnesses=[witness_verifier(holder, keys[holder])],
+                threshold=1,
+                origin=log_origin(peer),
+            )
+            assert [c.name for c in verified.cosignatures] == [witness_name(holder)]
 
 
 def test_agents_matches_across_the_three_nodes(compact_of_three: dict[str, Config]) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
 from node import migrate
-from node.db import make_engine
+from node import models as m
+from node.db import Database, make_engine
 from node.models import Base
+from node.replica import KeptCheckpoint, Replicas
 
 
 def _diff(url: str) -> list[object]:
@@ -236,4 +238,41 @@ def test_0009_refuses_to_drop_hand_made_matter_rows(database_url: str) -> None:
         conn.execute(text("DELETE FROM matters"))
     migrate.upgrade(engine)
     assert migrate.current_revision(engine) == migrate.head_revision()
+    engine.dispose()
+
+
+def test_0011_keeps_the_checkpoint_each_replica_log_holds(database_url: str) -> None:
+    """Each peer's newest accepted checkpoint (`replica_logs`) becomes its first kept one
+    (`replica_checkpoints`), note and time unchanged; down drops the new tables only."""
+    engine = make_engine(database_url)
+    migrate.upgrade(engine, "0010")
+    mn_note, ca_note = "compact-log/MN\n7\nroot\n\n\u2014 compact-log/MN sig\n", "CA note\n"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO replica_logs (state, size, checkpoint_size, checkpoint_root,"
+                " checkpoint_note, updated_at) VALUES"
+                " ('MN', 5, 7, :mn_root, :mn_note, '2026-11-21 12:00:00'),"
+                " ('CA', 0, 0, :ca_root, :ca_note, '2026-11-22 08:30:00')"
+            ),
+            {
+                "mn_root": b"\x01" * 32,
+                "mn_note": mn_note,
+                "ca_root": b"\x02" * 32,
+                "ca_note": ca_note,
+            },
+        )
+    migrate.upgrade(engine, "0011")
+    replicas = Replicas(Database(engine))
+    assert replicas.checkpoints("MN") == [KeptCheckpoint(7, b"\x01" * 32, mn_note)]
+    assert replicas.checkpoints("CA") == [KeptCheckpoint(0, b"\x02" * 32, ca_note)]
+    with replicas.db.read() as s:
+        kept = s.execute(select(m.ReplicaCheckpoint.state, m.ReplicaCheckpoint.updated_at))
+        logs = s.execute(select(m.ReplicaLog.state, m.ReplicaLog.updated_at))
+        assert sorted(tuple(r) for r in kept) == sorted(tuple(r) for r in logs)
+    migrate.downgrade(engine, "0010")
+    tables = set(inspect(engine).get_table_names())
+    assert not {"replica_checkpoints", "exhibit_exports"} & tables
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM replica_logs")).scalar_one() == 2
     engine.dispose()
