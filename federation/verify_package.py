@@ -1575,9 +1575,6 @@ def _verify_source(
     report.package_id = manifest["package_id"]
     exporter = _str(manifest["exporter"], f"{MANIFEST_NAME}: exporter")
     report.exporter = exporter
-    if manifest["name"] != source.name:
-        report.fail(None, f"{MANIFEST_NAME}: names the package {manifest['name']!r}, "
-                          f"its folder is {source.name!r}")  # fmt: skip
     exhibits = manifest["exhibits"]
     if not isinstance(exhibits, list) or not exhibits:
         raise Invalid(f"{MANIFEST_NAME}: exhibits: expected a non-empty list")
@@ -1872,6 +1869,8 @@ def _verify_exhibit(
             failures.append(str(err))
 
     manifest_doc = None
+    if origin == exporter and exhibit["origin_manifest"] is not None:
+        failures.append(f"{number}: an origin manifest for the exporter's own incident")
     if origin != exporter:
         try:
             manifest_doc = _origin_manifest(files, exhibit, origin, exporter, keys)

@@ -569,5 +569,9 @@ from node.cli_matters import register as _register_matters  # noqa: E402
 
 _register_matters(main)
 
+from node.cli_exhibits import register as _register_exhibits  # noqa: E402
+
+_register_exhibits(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
