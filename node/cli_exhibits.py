@@ -29,6 +29,16 @@ from node.cli_fedops import with_federation_node
 EXIT_WITNESSES_SHORT = 75
 
 
+#: Other states that must have cosigned the checkpoint every log entry is proved under.
+min_witnesses_option = click.option(
+    "--min-witnesses",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Other states that must have cosigned the checkpoint each log entry is proved under.",
+)
+
+
 def register(main: click.Group) -> None:
     main.add_command(exhibit_group)
     main.add_command(verify_cmd)
@@ -53,13 +63,7 @@ def exhibit_group() -> None:
     show_default=True,
     help="Seconds to wait for witness cosignatures before giving up (exit 75).",
 )
-@click.option(
-    "--min-witnesses",
-    type=click.IntRange(1, 64),
-    default=2,
-    show_default=True,
-    help="Witness cosignatures every log checkpoint in the package must carry.",
-)
+@min_witnesses_option
 @user_option
 @json_option
 def export_cmd(
@@ -156,13 +160,7 @@ def export_cmd(
     default=None,
     help="SHA-256 of roster version 1's payload, obtained out of band (the founders' pin).",
 )
-@click.option(
-    "--min-witnesses",
-    type=click.IntRange(1, 64),
-    default=2,
-    show_default=True,
-    help="Witness cosignatures every log entry must be under.",
-)
+@min_witnesses_option
 @json_option
 def verify_cmd(package: Path, roster_pin: str | None, min_witnesses: int, as_json: bool) -> None:
     """Verify an exhibit package (folder or zip) offline: no node, no database.

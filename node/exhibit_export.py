@@ -51,6 +51,7 @@ from federation.naming import log_origin, log_verifier, witness_verifier
 from federation.roster import Roster
 from federation.schema import format_time
 from node import models as m
+from node.blobstore import fsync_dir
 from node.errors import Refusal, Refused
 from node.ingest import NodeStorage
 from node.matters import resolve
@@ -649,7 +650,7 @@ class ExhibitExporter:
         writer.add_bytes(MANIFEST_NAME, envelope.to_json(), listed=False)
         writer.sync_dirs()
         os.replace(partial, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
         return writer.total
 
     def _write_logs(self, writer: _PackageWriter, logs: dict[str, LogPlan]) -> list[Any]:
@@ -753,15 +754,7 @@ class _PackageWriter:
 
     def sync_dirs(self) -> None:
         for d in sorted(self._dirs, key=lambda p: len(p.parts), reverse=True):
-            _fsync_dir(d)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_dir(d)
 
 
 # --- small helpers -------------------------------------------------------------------------

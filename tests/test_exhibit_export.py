@@ -271,3 +271,111 @@ def test_a_verifier_written_from_the_format_document_alone_agrees(
     status, failures = verify_folder(str(copy), roster_pin=exported.pin)
     assert status == ours.returncode == 1
     assert any("IL-MN-000001.002.txt" in f for f in failures)
+
+
+FLIPPED = [
+    ("logs/IL/", ".checkpoint"),
+    ("logs/MN/", "consistency.json"),
+    ("exhibits/IL-MN-000002/", "custody.json"),
+    ("exhibits/IL-MN-000002/", "origin-manifest.dsse.json"),
+    ("roster/", "v0001.dsse.json"),
+    ("matter/", ".dsse.json"),
+    ("index/", "exhibits.pdf"),
+    ("", "verify_package.py"),
+]
+
+
+@pytest.mark.parametrize(("folder", "suffix"), FLIPPED)
+def test_a_flipped_byte_in_any_signed_or_proving_file_is_named(
+    exported: Exported, tmp_path: Path, folder: str, suffix: str
+) -> None:
+    """Every file is bound by the signed manifest: a change anywhere fails, naming the
+    file (and the exhibit, for a file of one)."""
+    from federation import verify_package
+
+    copy = _copy(exported, tmp_path)
+    [target] = [p for p in (copy / folder).iterdir() if p.name.endswith(suffix)][:1]
+    data = bytearray(target.read_bytes())
+    data[len(data) // 3] ^= 0x20
+    target.write_bytes(bytes(data))
+    report = verify_package.verify(str(copy), roster_pin=exported.pin)
+    name = str(target.relative_to(copy))
+    failures = report.package + [f for fs in report.exhibits.values() for f in fs]
+    assert any(f.startswith(f"{name}: ") for f in failures), failures
+    expected = 1 if folder.startswith("exhibits/") else 2
+    assert report.exit_code() == expected
+
+
+# --- re-signed packages: what the exporter's own key cannot make pass ------------------------
+
+
+def _resign(exported: Exported, copy: Path) -> None:
+    """Bring the copy's inventory up to date with its files and sign the manifest again
+    with IL's key: only the checks beyond the exporter's signature can then fail."""
+    import hashlib
+
+    from crypto import signing
+    from crypto.dsse import Envelope, sign_envelope
+    from federation.encoding import canonical_json
+    from node.exhibit_export import PACKAGE_TYPE
+    from node.setup import Secret, unlock
+
+    target = copy / "package.dsse.json"
+    manifest = json.loads(Envelope.from_json(target.read_bytes()).payload)
+    for entry in manifest["files"]:
+        data = (copy / entry["path"]).read_bytes()
+        entry["sha256"], entry["size"] = hashlib.sha256(data).hexdigest(), len(data)
+    key_file = exported.il.data_dir.parent / "il.key"
+    keys = unlock(exported.il, Secret(key_file_secret=key_file.read_bytes()))
+    envelope = sign_envelope(
+        PACKAGE_TYPE, canonical_json(manifest), [signing.SigningKey(keys.signing_key)]
+    )
+    target.write_bytes(envelope.to_json())
+
+
+def test_a_custody_record_signed_by_a_key_not_in_the_roster_fails_its_exhibit(
+    exported: Exported, tmp_path: Path
+) -> None:
+    import base64
+
+    from crypto import signing
+    from crypto.dsse import Envelope, sign_envelope
+    from federation import verify_package
+
+    copy = _copy(exported, tmp_path)
+    path = copy / "exhibits/IL-MN-000002/custody.json"
+    entries = json.loads(path.read_bytes())
+    [first] = [e for e in entries if e["state"] == "MN"][:1]
+    original = Envelope.from_json(base64.b64decode(first["envelope"]))
+    forged = sign_envelope(original.payload_type, original.payload, [signing.SigningKey.generate()])
+    first["envelope"] = base64.b64encode(forged.to_json()).decode()
+    path.write_bytes(json.dumps(entries, sort_keys=True, separators=(",", ":")).encode())
+    _resign(exported, copy)
+    report = verify_package.verify(str(copy), roster_pin=exported.pin)
+    assert report.package == [] and report.exhibits["IL-MN-000001"] == []
+    assert any(
+        "signature does not verify with MN's key" in f for f in report.exhibits["IL-MN-000002"]
+    )
+    assert report.exit_code() == 1
+
+
+def test_a_checkpoint_with_too_few_cosignatures_fails_the_entries_under_it(
+    exported: Exported, tmp_path: Path
+) -> None:
+    from federation import verify_package
+
+    copy = _copy(exported, tmp_path)
+    [checkpoint] = list((copy / "logs/IL").glob("*.checkpoint"))
+    text, _, lines = checkpoint.read_text(encoding="utf-8").rpartition("\n\n")
+    kept = [ln for ln in lines.splitlines() if "compact-witness/" not in ln]
+    witnesses = [ln for ln in lines.splitlines() if "compact-witness/" in ln]
+    assert len(witnesses) >= 2
+    checkpoint.write_text(text + "\n\n" + "\n".join([*kept, witnesses[0]]) + "\n", "utf-8")
+    _resign(exported, copy)
+    report = verify_package.verify(str(copy), roster_pin=exported.pin)
+    assert report.package == []
+    for number in ("IL-MN-000001", "IL-MN-000002"):  # both have IL custody records
+        assert any("only, 2 required" in f for f in report.exhibits[number]), report.exhibits
+    assert (
+        verify_package.verify(str(copy), roster_pin=exported.pin, min_witnesses=1).exit_code() == 0
+    )
