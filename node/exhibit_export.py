@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import json
 import os
 import re
 import secrets
@@ -40,7 +41,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crypto import signing
-from crypto.checkpoint import parse_checkpoint, verify_checkpoint
+from crypto.checkpoint import add_cosignature, parse_checkpoint, verify_checkpoint
 from crypto.dsse import Envelope, sign_envelope
 from crypto.errors import CryptoError
 from crypto.merkle_tree import MerkleTree
@@ -69,7 +70,6 @@ DEFAULT_MIN_WITNESSES: Final = 2
 CHUNK: Final = 1024 * 1024
 _PARTIAL_MARKER: Final = ".compact-export-partial"
 _EXTENSION: Final = re.compile(r"\.([a-z0-9]{1,8})$")
-_TEXT_MEDIA: Final = re.compile(r"^(text/|application/(json|xml)$)")
 
 
 class WitnessesShort(Refused):
@@ -796,8 +796,6 @@ def _received_at(s: Session, incident_id: int, state: str) -> datetime:
 
 
 def _roster_version(payload: bytes) -> int:
-    import json
-
     version = json.loads(payload)["version"]
     if type(version) is not int:
         raise ValueError("a stored roster version has no version number")
@@ -805,8 +803,6 @@ def _roster_version(payload: bytes) -> int:
 
 
 def _with_line(note: str, line: str) -> str:
-    from crypto.checkpoint import add_cosignature
-
     try:
         return add_cosignature(note, line)
     except CryptoError:
