@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto import signing
@@ -59,7 +59,7 @@ from node.matters import resolve
 from node.publish import Publisher
 from node.queries import audit
 from node.replica import Replicas
-from node.translog import SqlNodeStore, TransparencyLog, cosignature_lines
+from node.translog import SqlNodeStore, TransparencyLog, cosignature_lines, log_size
 
 PACKAGE_TYPE: Final = "application/vnd.compact.exhibit-package.v1+json"
 PACKAGE_FORMAT: Final = "compact-exhibit-package-v1"
@@ -106,6 +106,8 @@ class PlannedExhibit:
     description: str
     incident_id: int
     files: tuple[PlannedFile, ...]
+    # The origin's bundle manifest (DSSE JSON) for another state's incident, else None.
+    origin_manifest: bytes | None = field(default=None, repr=False)
 
     @property
     def folder(self) -> str:
@@ -284,7 +286,10 @@ class ExhibitExporter:
                     path=f"exhibits/{number}/{doc_id}{_extension(item.file_name)}",
                 )
             )
-        return PlannedExhibit(number, gid, origin, exhibit.description, incident.id, tuple(files))
+        manifest = None if origin == self.state else _origin_manifest(s, number, gid, incident.id)
+        return PlannedExhibit(
+            number, gid, origin, exhibit.description, incident.id, tuple(files), manifest
+        )
 
     def _record(self, plan: Plan, out: Path, user: str) -> tuple[str, bool]:
         """The export row and its `exported` events: found again for the same folder and
@@ -387,7 +392,7 @@ class ExhibitExporter:
                 lp = logs.setdefault(r.state, LogPlan(r.state, 0))
                 lp.needed = max(lp.needed, r.log_index + 1)
         for exhibit in plan.exhibits:
-            envelope = self._origin_manifest(exhibit)
+            envelope = exhibit.origin_manifest
             if envelope is None:
                 continue
             note = BundleManifest.from_payload(Envelope.from_json(envelope).payload).checkpoint
@@ -396,25 +401,6 @@ class ExhibitExporter:
             lp.needed = max(lp.needed, size)
             lp.earlier.append((size, note))
         return logs
-
-    def _origin_manifest(self, exhibit: PlannedExhibit) -> bytes | None:
-        if exhibit.origin == self.state:
-            return None
-        with self.storage.db.read() as s:
-            envelope = s.scalar(
-                select(m.Bundle.manifest_envelope)
-                .join(
-                    m.IncidentProvenance,
-                    m.IncidentProvenance.bundle_id == m.Bundle.bundle_id,
-                )
-                .where(m.IncidentProvenance.incident_id == exhibit.incident_id)
-            )
-        if envelope is None:
-            raise Refused(
-                Refusal.FAILED_PRECONDITION,
-                f"{exhibit.number}: the bundle that brought {exhibit.global_id} is not kept here",
-            )
-        return bytes(envelope)
 
     # --- 3. witnesses ------------------------------------------------------------------------
 
@@ -503,8 +489,7 @@ class ExhibitExporter:
 
     def _tree(self, s: Session, state: str) -> MerkleTree:
         if state == self.state:
-            size = s.scalar(select(func.max(m.LogEntry.index)))
-            return MerkleTree(SqlNodeStore(s), 0 if size is None else int(size) + 1)
+            return MerkleTree(SqlNodeStore(s), log_size(s))
         held = s.scalar(select(m.ReplicaLog.size).where(m.ReplicaLog.state == state)) or 0
         table = m.Base.metadata.tables["replica_log_nodes"]
         return MerkleTree(SqlNodeStore(s, table, {"state": state}), int(held))
@@ -537,14 +522,14 @@ class ExhibitExporter:
         writer.add_bytes(VERIFIER_NAME, VERIFIER_SOURCE.read_bytes())
 
         roster_paths = []
-        for stored in self.roster_envelopes():
-            number = _roster_version(Envelope.from_json(stored).payload)
-            path = f"roster/v{number:04d}.dsse.json"
+        versions = [
+            (stored, Envelope.from_json(stored).payload) for stored in self.roster_envelopes()
+        ]
+        for stored, payload in versions:
+            path = f"roster/v{_roster_version(payload):04d}.dsse.json"
             writer.add_bytes(path, stored)
             roster_paths.append(path)
-        v1_sha256 = hashlib.sha256(
-            Envelope.from_json(self.roster_envelopes()[0]).payload
-        ).hexdigest()
+        v1_sha256 = hashlib.sha256(versions[0][1]).hexdigest()
         matter_path = f"matter/r{plan.revision:04d}.dsse.json"
         writer.add_bytes(matter_path, plan.envelope)
 
@@ -553,11 +538,10 @@ class ExhibitExporter:
         total_files = sum(len(e.files) for e in plan.exhibits)
         done = 0
         for exhibit in plan.exhibits:
-            origin_manifest = self._origin_manifest(exhibit)
             manifest_path = None
-            if origin_manifest is not None:
+            if exhibit.origin_manifest is not None:
                 manifest_path = f"{exhibit.folder}/origin-manifest.dsse.json"
-                writer.add_bytes(manifest_path, origin_manifest)
+                writer.add_bytes(manifest_path, exhibit.origin_manifest)
             custody_path = f"{exhibit.folder}/custody.json"
             writer.add_bytes(custody_path, self._custody_json(custody[exhibit.number], logs))
             files_obj = []
@@ -779,6 +763,22 @@ def _captured(item: m.EvidenceItem) -> str | None:
 def _utc(value: datetime) -> str:
     """`YYYY-MM-DDTHH:MM:SSZ` (stored times carry microseconds; the package does not)."""
     return format_time(value.astimezone(UTC).replace(microsecond=0))
+
+
+def _origin_manifest(s: Session, number: str, global_id: str, incident_id: int) -> bytes:
+    """The manifest of the bundle that brought a received incident (refused, before
+    anything is recorded, if it is not kept)."""
+    envelope = s.scalar(
+        select(m.Bundle.manifest_envelope)
+        .join(m.IncidentProvenance, m.IncidentProvenance.bundle_id == m.Bundle.bundle_id)
+        .where(m.IncidentProvenance.incident_id == incident_id)
+    )
+    if envelope is None:
+        raise Refused(
+            Refusal.FAILED_PRECONDITION,
+            f"{number}: the bundle that brought {global_id} is not kept here",
+        )
+    return bytes(envelope)
 
 
 def _received_at(s: Session, incident_id: int, state: str) -> datetime:

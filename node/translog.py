@@ -107,7 +107,7 @@ class TransparencyLog:
         if not payloads:
             return []
         lock_appends(s)
-        size = _size(s)
+        size = log_size(s)
         tree = MerkleTree(SqlNodeStore(s), size)
         leaves = [leaf_hash(p) for p in payloads]
         indexes = list(tree.append_many(leaves))
@@ -123,20 +123,20 @@ class TransparencyLog:
 
     def size(self) -> int:
         with self.db.read() as s:
-            return _size(s)
+            return log_size(s)
 
     def root(self, size: int | None = None) -> bytes:
         with self.db.read() as s:
-            current = _size(s)
+            current = log_size(s)
             return MerkleTree(SqlNodeStore(s), current).root_at(current if size is None else size)
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         with self.db.read() as s:
-            return MerkleTree(SqlNodeStore(s), _size(s)).inclusion_proof(index, size)
+            return MerkleTree(SqlNodeStore(s), log_size(s)).inclusion_proof(index, size)
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         with self.db.read() as s:
-            return MerkleTree(SqlNodeStore(s), _size(s)).consistency_proof(old_size, new_size)
+            return MerkleTree(SqlNodeStore(s), log_size(s)).consistency_proof(old_size, new_size)
 
     def entries(self, start: int, limit: int) -> list[tuple[int, str, bytes]]:
         """Entries from index `start` on, at most `limit` of them."""
@@ -152,7 +152,7 @@ class TransparencyLog:
     def sign_checkpoint(self, signer: Signer, *, origin: str, now: datetime | None = None) -> str:
         """A signed tree head of the current log, stored (one per size)."""
         with self.db.write() as s:
-            size = _size(s)
+            size = log_size(s)
             stored = s.get(m.LogCheckpoint, size)
             if stored is not None:
                 return stored.note
@@ -197,6 +197,7 @@ def cosignature_lines(
     return list(s.scalars(query.order_by(m.LogCosignature.witness).limit(MAX_COSIGNATURES)))
 
 
-def _size(s: Session) -> int:
+def log_size(s: Session) -> int:
+    """The number of entries in this node's log, read in `s`."""
     last = s.scalar(select(func.max(m.LogEntry.index)))
     return 0 if last is None else int(last) + 1
