@@ -27,7 +27,7 @@ import struct
 import sys
 import unicodedata
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, BinaryIO, TypeVar
@@ -1068,6 +1068,31 @@ def _small_order(p: _Point) -> bool:
     return _same(_mul(8, p), _IDENTITY)
 
 
+# The y-coordinates of the eight points of small order: 1 (the identity), p - 1 (order 2),
+# 0 (order 4) and two of order 8 (the values libsodium's blocklist holds). An encoding of
+# R with one of these is refused without decoding it; checked below, once, at import.
+_SMALL_ORDER_Y = frozenset(
+    (
+        0,
+        1,
+        _P - 1,
+        2707385501144840649318225287225658788936804267575313519463743609750303402022,
+        55188659117513257062467267217118295137698188065244968500265048394206261417927,
+    )
+)
+
+
+def _check_small_order_y() -> None:
+    for y in _SMALL_ORDER_Y:
+        for sign in (0, 1 << 255):
+            point = _decode_point((y | sign).to_bytes(32, "little"))
+            if point is not None and not _small_order(point):  # a constant: never
+                raise RuntimeError("a listed small-order y is not of small order")
+
+
+_check_small_order_y()
+
+
 _KEY_CHECKED: dict[bytes, bool] = {}
 
 
@@ -1134,8 +1159,11 @@ def ed25519_verify(key: bytes, message: bytes, signature: bytes) -> bool:
         return False
     if int.from_bytes(signature[32:], "little") >= _L:
         return False
-    r = _decode_point(signature[:32])
-    if r is None or _small_order(r):
+    # R is not decoded here: a backend compares the canonical encoding of [S]B - [k]A with
+    # R's 32 bytes, so an R that is not a canonical encoding of a point never matches. R of
+    # small order is refused by its y-coordinate (a canonical y is below p).
+    y = int.from_bytes(signature[:32], "little") & ((1 << 255) - 1)
+    if y >= _P or y in _SMALL_ORDER_Y:
         return False
     return _verify_raw(key, message, signature)
 
@@ -1612,24 +1640,28 @@ def _verify_source(
                 keys[state].append(key)
 
     matter = _verify_matter(files, manifest, keys, exporter, report)
+    listed: dict[str, Any] | None = None  # the matter's exhibits by number (the first of each)
+    if matter is not None:
+        listed = {}
+        for e in matter["exhibits"]:
+            if isinstance(e, dict) and isinstance(e.get("number"), str):
+                listed.setdefault(e["number"], e)
     logs = _verify_logs(files, manifest, keys, report)
     for exhibit in exhibits:
         number = exhibit["number"]
         try:
             _verify_exhibit(
-                files, manifest, exhibit, matter, logs, keys, min_witnesses, report.exhibits[number]
+                files, manifest, exhibit, listed, logs, keys, min_witnesses, report.exhibits[number]
             )
         except Invalid as e:
             report.exhibits[number].append(str(e))
 
 
-def _owner(path: str, manifest: dict[str, Any]) -> str | None:
-    """The exhibit whose folder holds `path`, if any."""
+def _owner(path: str, numbers: Container[str]) -> str | None:
+    """The exhibit (of those numbered) whose folder holds `path`, if any."""
     parts = path.split("/")
-    if len(parts) >= 3 and parts[0] == "exhibits":
-        for exhibit in manifest["exhibits"]:
-            if exhibit["number"] == parts[1]:
-                return str(exhibit["number"])
+    if len(parts) >= 3 and parts[0] == "exhibits" and parts[1] in numbers:
+        return parts[1]
     return None
 
 
@@ -1659,9 +1691,11 @@ def _inventory(
     files = Files(source, listed)
     present = set(paths) - {MANIFEST_NAME}
     for path in sorted(present - set(listed)):
-        report.fail(_owner(path, manifest), f"{path}: file added (not in the package manifest)")
+        report.fail(
+            _owner(path, report.exhibits), f"{path}: file added (not in the package manifest)"
+        )
     for path, (sha256, size) in sorted(listed.items()):
-        owner = _owner(path, manifest)
+        owner = _owner(path, report.exhibits)
         if path not in present:
             files.bad[path] = f"{path}: file removed (listed in the package manifest)"
             report.fail(owner, files.bad[path])
@@ -1786,7 +1820,7 @@ def _verify_exhibit(
     files: Files,
     manifest: dict[str, Any],
     exhibit: dict[str, Any],
-    matter: dict[str, Any] | None,
+    matter_exhibits: dict[str, Any] | None,
     logs: dict[str, Log],
     keys: dict[str, list[bytes]],
     min_witnesses: int,
@@ -1811,14 +1845,11 @@ def _verify_exhibit(
             )
         docs[(doc["sha256"], doc["position"])] = doc
 
-    if matter is not None:
-        numbered = [
-            e for e in matter["exhibits"] if isinstance(e, dict) and e.get("number") == number
-        ]
-        if not numbered:
+    if matter_exhibits is not None:
+        m = matter_exhibits.get(number)
+        if m is None:
             failures.append(f"{number}: not an exhibit of the matter document")
         else:
-            m = numbered[0]
             if m.get("global_id") != gid or m.get("description") != exhibit["description"]:
                 failures.append(f"{number}: incident or description differs from the matter's")
             evidence = m.get("evidence")

@@ -74,6 +74,28 @@ def test_keys_and_r_of_small_order_are_refused(backend: str, point: bytes) -> No
     assert not vp.ed25519_verify(key.public_key.raw, b"m", point + key.sign(b"m")[32:])
 
 
+def test_the_small_order_y_list_is_the_whole_torsion_subgroup() -> None:
+    """R is refused by its y-coordinate alone: the eight multiples of a point of order 8
+    (the torsion subgroup is cyclic) have exactly the listed y-coordinates."""
+    t8 = vp._decode_point(SMALL_ORDER[3])
+    assert t8 is not None
+    multiples = [vp._encode_point(vp._mul(k, t8)) for k in range(8)]
+    assert len(set(multiples)) == 8
+    ys = {int.from_bytes(e, "little") & ((1 << 255) - 1) for e in multiples}
+    assert ys == set(vp._SMALL_ORDER_Y)
+
+
+def test_r_not_a_canonical_point_is_refused(backend: str) -> None:
+    key = signing.SigningKey.generate()
+    sig = key.sign(b"m")
+    for bad_r in (
+        (2**255 - 19 + 1).to_bytes(32, "little"),  # y >= p: not canonical
+        (2**255 - 1).to_bytes(32, "little"),
+        (2).to_bytes(32, "little"),  # y = 2 is not on the curve
+    ):
+        assert not vp.ed25519_verify(key.public_key.raw, b"m", bad_r + sig[32:])
+
+
 def test_a_non_canonical_key_is_refused() -> None:
     y_too_big = (2**255 - 19 + 1).to_bytes(32, "little")  # y >= p
     assert not vp.ed25519_verify(y_too_big, b"m", bytes(64))
