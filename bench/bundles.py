@@ -305,7 +305,7 @@ def run_measured(*args: str, timeout: float, breakdown: bool = False) -> Measure
 # --- the transfer between two nodes ---------------------------------------------------------
 
 
-def _wait(
+def wait_on_nodes(
     what: str,
     check: Callable[[], bool],
     procs: Sequence[NodeProcess],
@@ -341,7 +341,7 @@ def witness(il: Config, mn: Config, published: int, procs: Sequence[NodeProcess]
             and max(int(s) for (s,) in size) > max(indexes)
         )
 
-    _wait("MN to cosign IL's checkpoint", cosigned, procs, timeout=180)
+    wait_on_nodes("MN to cosign IL's checkpoint", cosigned, procs, timeout=180)
 
 
 def audit_times(config: Config, target: str) -> dict[str, datetime]:
@@ -484,7 +484,7 @@ def transfer_once(
         return str(state)
 
     say(f"{HOLDER}: sealing")
-    _wait(
+    wait_on_nodes(
         "IL to seal the bundle",
         lambda: incoming_state() == "sealed",
         procs,
@@ -513,7 +513,9 @@ def transfer_once(
         raise BenchError(f"the bundle was not delivered: {results}")
     say("checking what MN stored (every blob decrypted and hashed again)")
     checked = verify_received(mn, global_id, sources)
-    _wait("IL to take the receipt", lambda: incoming_state() == "delivered", procs, timeout=120)
+    wait_on_nodes(
+        "IL to take the receipt", lambda: incoming_state() == "delivered", procs, timeout=120
+    )
     bundle_id = str(request.get("bundle_id") or "")
     for config in (il, mn):
         left = list(config.bundle_dir.glob("*.sealed"))
