@@ -1550,6 +1550,7 @@ class Report:
         }
 
 
+CUSTODY_FORMAT = "compact-custody-event-v1"
 _EXHIBIT_FIELDS = (
     "number", "global_id", "origin", "description", "origin_manifest", "custody", "files",
 )  # fmt: skip
@@ -1559,6 +1560,16 @@ _CUSTODY_FIELDS = (
     "kind", "at", "actor", "detail",
 )  # fmt: skip
 _ENTRY_FIELDS = ("state", "checkpoint_size", "log_index", "envelope", "proof")
+# The package manifest's payload and its parts (docs/exhibit-package.md section 3).
+_MANIFEST_FIELDS = (
+    "format", "package_id", "name", "exporter", "exported_at", "exported_by",
+    "min_witnesses", "matter", "roster", "logs", "exhibits", "files",
+)  # fmt: skip
+_MATTER_REF_FIELDS = ("id", "revision", "path")
+_ROSTER_REF_FIELDS = ("versions", "in_force", "v1_sha256")
+_LOG_FIELDS = ("state", "checkpoints", "consistency")
+_CHECKPOINT_REF_FIELDS = ("size", "path")
+_INVENTORY_FIELDS = ("path", "sha256", "size")
 
 
 def verify(
@@ -1591,11 +1602,8 @@ def _verify_source(
     manifest = _obj(
         load_canonical(envelope.payload, f"{MANIFEST_NAME}: payload"),
         MANIFEST_NAME,
-        (
-            "format", "package_id", "name", "exporter", "exported_at", "exported_by",
-            "min_witnesses", "matter", "roster", "logs", "exhibits", "files",
-        ),
-    )  # fmt: skip
+        _MANIFEST_FIELDS,
+    )
     if manifest["format"] != PACKAGE_FORMAT:
         raise Invalid(f"{MANIFEST_NAME}: format is not {PACKAGE_FORMAT}")
     if not is_hex64(manifest["package_id"]):
@@ -1614,7 +1622,7 @@ def _verify_source(
         report.exhibits[number] = []
 
     files = _inventory(source, manifest, paths, report)
-    roster_obj = _obj(manifest["roster"], "manifest roster", ("versions", "in_force", "v1_sha256"))
+    roster_obj = _obj(manifest["roster"], "manifest roster", _ROSTER_REF_FIELDS)
     if not is_hex64(roster_obj["v1_sha256"]):
         raise Invalid(f"{MANIFEST_NAME}: roster.v1_sha256: expected 64 hex digits")
     report.pin = roster_obj["v1_sha256"]
@@ -1674,7 +1682,7 @@ def _inventory(
     if not isinstance(entries, list):
         raise Invalid(f"{MANIFEST_NAME}: files: expected a list")
     for i, entry in enumerate(entries):
-        f = _obj(entry, f"{MANIFEST_NAME}: files[{i}]", ("path", "sha256", "size"))
+        f = _obj(entry, f"{MANIFEST_NAME}: files[{i}]", _INVENTORY_FIELDS)
         path = _str(f["path"], f"{MANIFEST_NAME}: files[{i}].path")
         if path in listed or path == MANIFEST_NAME:
             raise Invalid(f"{MANIFEST_NAME}: files[{i}]: {path} listed twice")
@@ -1723,7 +1731,7 @@ def _verify_matter(
     files: Files, manifest: dict[str, Any], keys: dict[str, list[bytes]], exporter: str,
     report: Report,
 ) -> dict[str, Any] | None:  # fmt: skip
-    m = _obj(manifest["matter"], f"{MANIFEST_NAME}: matter", ("id", "revision", "path"))
+    m = _obj(manifest["matter"], f"{MANIFEST_NAME}: matter", _MATTER_REF_FIELDS)
     try:
         matter_id = _str(m["id"], "matter id")
         owner = matter_id.split(":", 1)[0]
@@ -1761,7 +1769,7 @@ def _verify_logs(
     if not isinstance(manifest["logs"], list):
         raise Invalid(f"{MANIFEST_NAME}: logs: expected a list")
     for i, item in enumerate(manifest["logs"]):
-        lg = _obj(item, f"{MANIFEST_NAME}: logs[{i}]", ("state", "checkpoints", "consistency"))
+        lg = _obj(item, f"{MANIFEST_NAME}: logs[{i}]", _LOG_FIELDS)
         state = _str(lg["state"], f"{MANIFEST_NAME}: logs[{i}].state")
         log = logs.setdefault(state, Log())
         try:
@@ -1769,7 +1777,7 @@ def _verify_logs(
             if not isinstance(lg["checkpoints"], list) or not lg["checkpoints"]:
                 raise Invalid(f"{MANIFEST_NAME}: logs[{i}].checkpoints: expected a list")
             for j, c in enumerate(lg["checkpoints"]):
-                cp = _obj(c, f"{MANIFEST_NAME}: logs[{i}].checkpoints[{j}]", ("size", "path"))
+                cp = _obj(c, f"{MANIFEST_NAME}: logs[{i}].checkpoints[{j}]", _CHECKPOINT_REF_FIELDS)
                 path = _str(cp["path"], "checkpoint path")
                 checkpoint = Checkpoint(files.small(path), path, state, keys)
                 if checkpoint.size != cp["size"]:
@@ -1874,7 +1882,7 @@ def _verify_exhibit(
             record = _obj(
                 env.document(CUSTODY_TYPE, keys.get(state, []), state), label, _CUSTODY_FIELDS
             )
-            if record["format"] != "compact-custody-event-v1" or record["state"] != state:
+            if record["format"] != CUSTODY_FORMAT or record["state"] != state:
                 raise Invalid(f"{label}: not a custody event recorded by {state}")
             if record["global_id"] != gid:
                 raise Invalid(f"{label}: a custody event of another incident")
