@@ -573,5 +573,9 @@ from node.cli_exhibits import register as _register_exhibits  # noqa: E402
 
 _register_exhibits(main)
 
+from node.cli_demo import register as _register_demo  # noqa: E402
+
+_register_demo(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

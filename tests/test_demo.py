@@ -1,0 +1,106 @@
+"""`compact demo`: the whole product end to end, as the README's first command runs it.
+
+Three real nodes on 127.0.0.1 (ports from the OS), every step a `compact` command. The
+demo is run once with `--keep`: it must exit 0, leave the nodes running and queryable,
+and leave a package that verifies again; a failing step must exit 1 and stop the nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from node import demo
+from tests.nodeproc import run_compact
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by its parent) counts as gone
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+def _stop(pids: list[int]) -> None:
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids)
+
+
+def test_the_demo_runs_every_step_and_keeps_the_nodes(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    result = run_compact("demo", "--dir", str(root), "--keep", timeout=540, ok=False)
+    text = result.stderr + result.stdout
+    assert result.returncode == 0, text[-4000:]
+    found = re.search(r"Stop them with: kill ([\d ]+)", text)
+    assert found is not None, text[-2000:]
+    pids = [int(p) for p in found.group(1).split()]
+    try:
+        assert len(pids) == 3 and all(_alive(p) for p in pids)
+        for step in range(1, 8):
+            assert f"{step}/7" in text
+        pin = re.search(r"roster pin +([0-9a-f]{64})", text)
+        assert pin is not None
+        assert "MN-IL-000001: VERIFIED" in text
+        matched = re.search(r"agents +(\d+) matched across states", text)
+        assert matched is not None and int(matched.group(1)) >= 6  # the planted travellers
+        # the nodes still serve: IL's peers were reached, and the package verifies again
+        peers = json.loads(run_compact("peers", "--json", "--data-dir", str(root / "il")).stdout)[
+            "peers"
+        ]
+        assert {p["state"] for p in peers} == {"CA", "MN"} and all(p["reachable"] for p in peers)
+        package = root / "exhibits" / "doe-v-noem"
+        again = run_compact("verify", str(package), "--roster-pin", pin.group(1), ok=False)
+        assert again.returncode == 0, again.stdout
+        assert (root / "exhibits" / "doe-v-noem.zip").is_file()
+        delivered = json.loads(
+            run_compact("bundle", "list", "--json", "--data-dir", str(root / "mn")).stdout
+        )
+        assert [r["state"] for r in delivered] == ["delivered"]
+    finally:
+        _stop(pids)
+
+
+def test_a_failing_step_exits_1_and_stops_the_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[demo.Demo] = []
+
+    def fail(self: demo.Demo) -> None:
+        started.append(self)
+        raise demo.DemoFailed("analysis", "planted failure")
+
+    monkeypatch.setattr(demo.Demo, "analyse", fail)
+    console = Console(file=open(os.devnull, "w"), width=120)  # noqa: SIM115
+    try:
+        assert demo.run_demo(tmp_path / "demo", keep=True, console=console) == 1
+    finally:
+        console.file.close()
+    [ran] = started
+    assert len(ran.nodes) == 3 and all(n.proc is None for n in ran.nodes.values())
+    logs = [n.log_path.read_text(encoding="utf-8") for n in ran.nodes.values()]
+    assert all(log for log in logs)  # each node had served before it was stopped
+
+
+def test_a_folder_that_is_not_empty_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "something").write_text("x", encoding="utf-8")
+    result = run_compact("demo", "--dir", str(tmp_path), ok=False)
+    assert result.returncode == 1
+    assert "is not empty" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["something"]
