@@ -945,10 +945,22 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
         breakdown=args.breakdown,
         tmpdir=args.tmpdir,
     )
-    result["command"] = " ".join(["python -m bench.bundles", *(argv or sys.argv[1:])])
-    out(format_table(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return emit(result, "bench.bundles", argv, format_table, args.json, out)
+
+
+def emit(
+    result: dict[str, Any],
+    module: str,
+    argv: Sequence[str] | None,
+    table: Callable[[dict[str, Any]], str],
+    json_path: Path | None,
+    out: Callable[[str], None],
+) -> int:
+    """The run's command recorded in `result`, its table printed, its JSON written."""
+    result["command"] = " ".join([f"python -m {module}", *(argv or sys.argv[1:])])
+    out(table(result))
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -67,6 +67,7 @@ from sqlalchemy import func, select
 
 from bench.bundles import (
     BenchError,
+    emit,
     human,
     parse_size,
     run_measured,
@@ -554,11 +555,7 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
     args = parse_args(argv)
     sizes = [parse_size(s) for s in str(args.size).split(",")]
     result = run(sizes, exhibits=args.exhibits, rounds=args.rounds, tmpdir=args.tmpdir)
-    result["command"] = " ".join(["python -m bench.exhibits", *(argv or sys.argv[1:])])
-    out(format_table(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return 0
+    return emit(result, "bench.exhibits", argv, format_table, args.json, out)
 
 
 if __name__ == "__main__":
