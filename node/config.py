@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import textwrap
 import tomllib
 from dataclasses import dataclass, field
@@ -475,3 +476,15 @@ def render_config(config: Config) -> str:
             )
             lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
     return "\n".join(lines) + "\n"
+
+
+def set_setting(path: Path, key: str, value: object) -> None:
+    """Change the one `key = value` line of a compact.toml written by `compact init`
+    (every setting is written there); a key not there is a ConfigError."""
+    text, count = re.subn(
+        rf"^{re.escape(key)} = .*$", f"{key} = {value}", path.read_text(encoding="utf-8"),
+        count=1, flags=re.MULTILINE,
+    )  # fmt: skip
+    if count != 1:
+        raise ConfigError(f"{path.name} has no {key} setting")
+    path.write_text(text, encoding="utf-8")

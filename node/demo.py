@@ -32,7 +32,6 @@ import base64
 import hashlib
 import json
 import os
-import re
 import shlex
 import signal
 import socket
@@ -47,6 +46,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from rich.console import Console
+
+from node.config import set_setting
 
 STATES: Final = ("CA", "IL", "MN")
 SEED: Final = 7
@@ -97,10 +98,12 @@ class Findings:
 
 
 def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now (the node binds it when it serves)."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS chose it; the
+    node binds it when it serves)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        port: int = s.getsockname()[1]
+    return port
 
 
 def _png(width: int, height: int, seed: int) -> bytes:
@@ -239,7 +242,7 @@ class Demo:
                 "--key-file", str(node.key_file), "--listen", "127.0.0.1:0",
                 "--federation-listen", f"127.0.0.1:{node.federation_port}",
             )  # fmt: skip
-            _set_setting(node.data_dir / "compact.toml", "sync_interval_seconds", self.sync_seconds)
+            set_setting(node.data_dir / "compact.toml", "sync_interval_seconds", self.sync_seconds)
         self._say(f"three nodes in {self.root}; each key file is in {self.root / 'keys'}")
 
     def form_compact(self) -> None:
@@ -496,17 +499,6 @@ class Demo:
                 unclean.append(node.state)
             node.proc = None
         return unclean
-
-
-def _set_setting(path: Path, key: str, value: object) -> None:
-    """Change one `key = value` line of a node's compact.toml."""
-    text, count = re.subn(
-        rf"^{re.escape(key)} = .*$", f"{key} = {value}", path.read_text(encoding="utf-8"),
-        count=1, flags=re.MULTILINE,
-    )  # fmt: skip
-    if count != 1:
-        raise DemoFailed("nodes", f"{key} is not in {path}")
-    path.write_text(text, encoding="utf-8")
 
 
 def run_demo(root: Path, *, keep: bool, console: Console) -> int:

@@ -6,9 +6,7 @@ import base64
 import hashlib
 import json
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +19,12 @@ from sqlalchemy import select
 from crypto.keystore import generate_key_file_secret
 from node import models as m
 from node.config import Config
+from node.config import set_setting as set_config_setting
 from node.db import Database
+from node.demo import free_loopback_port
 from node.setup import Secret, init_node
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS chose it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def init_test_node(
@@ -135,14 +127,7 @@ def run_compact(
 
 def set_setting(config: Config, key: str, value: object) -> None:
     """Change one `key = value` line of the node's compact.toml (it must be there)."""
-    path = config.data_dir / "compact.toml"
-    text, count = re.subn(
-        rf"^{re.escape(key)} = .*$", f"{key} = {value}", path.read_text(encoding="utf-8"),
-        count=1, flags=re.MULTILINE,
-    )  # fmt: skip
-    if count != 1:
-        raise RuntimeError(f"compact.toml has no {key} setting")
-    path.write_text(text, encoding="utf-8")
+    set_config_setting(config.data_dir / "compact.toml", key, value)
 
 
 def db_rows(config: Config, query: Any) -> list[tuple[Any, ...]]:
