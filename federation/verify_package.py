@@ -15,6 +15,7 @@ by its path under the folder, with control and other unprintable characters esca
 
 from __future__ import annotations
 
+import abc
 import base64
 import hashlib
 import hmac
@@ -188,7 +189,7 @@ def _check_unique(names: Iterable[str], label: str) -> None:
 _S = TypeVar("_S", bound="Source")
 
 
-class Source:
+class Source(abc.ABC):
     """A package being read: its top folder's files by relative POSIX path.
 
     ``paths()`` lists every regular file under the top folder, sorted by UTF-8 bytes;
@@ -206,16 +207,16 @@ class Source:
     def paths(self) -> list[str]:
         return list(self._paths)
 
-    def size(self, path: str) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def size(self, path: str) -> int: ...
 
+    @abc.abstractmethod
     def chunks(self, path: str, cap: int) -> Iterator[bytes]:
         """The content of ``path`` in pieces of at most 1 MiB, at most ``cap`` bytes in all.
 
         It stops at ``cap`` bytes unchecked (the caller sees a file longer than it expects);
         else the whole content, checked (for a zip entry: exactly the stated size).
         """
-        raise NotImplementedError
 
     def read(self, path: str, limit: int) -> bytes:
         size = self.size(path)
@@ -237,7 +238,7 @@ class Source:
         return h.hexdigest(), n
 
     def close(self) -> None:
-        pass
+        return None  # a folder holds nothing open between reads
 
     def __enter__(self: _S) -> _S:
         return self

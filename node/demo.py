@@ -159,10 +159,10 @@ class Demo:
         self.console.print(text, highlight=False)
 
     def compact(
-        self, state: str | None, *args: str, show: bool = True, ok: bool = True,
-        echo: bool = False, timeout: float | None = None,
-    ) -> subprocess.CompletedProcess[str]:  # fmt: skip
-        """`compact ARGS [--data-dir STATE's folder]` in a child process; shown first."""
+        self, state: str | None, *args: str, show: bool = True, echo: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """`compact ARGS [--data-dir STATE's folder]` in a child process, shown first; one
+        that fails ends the step."""
         argv = list(args)
         if state is not None:
             argv += ["--data-dir", str(self.nodes[state].data_dir)]
@@ -172,10 +172,10 @@ class Demo:
         result = subprocess.run(
             [sys.executable, "-m", "node.cli", *argv],
             capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=self.root,
-            timeout=timeout or self.timeout, check=False,
+            timeout=self.timeout, check=False,
             env={**os.environ, "COLUMNS": str(max(self.console.width, 120))},
         )  # fmt: skip
-        if ok and result.returncode != 0:
+        if result.returncode != 0:
             output = (result.stderr + result.stdout).strip()[-3000:]
             raise DemoFailed(
                 self._step, f"`compact {' '.join(args[:2])}` exited {result.returncode}:\n{output}"
@@ -285,14 +285,13 @@ class Demo:
             1 for a in planted.truth["agents"] if a["kind"] == "traveller"
         )
         folder = self.root / "imports"
-        records = {s: [dict(r) for r in planted.records[s]] for s in STATES}
         # One IL incident of a travelling agent seen in MN as well gets evidence files.
         traveller = next(
             a for a in planted.truth["agents"]
             if a["kind"] == "traveller" and {"IL", "MN"} <= set(a["states"])
         )  # fmt: skip
         il_id = next(i for s, i in traveller["incidents"] if s == "IL")
-        record = next(r for r in records["IL"] if r["external_id"] == il_id)
+        record = next(r for r in planted.records["IL"] if r["external_id"] == il_id)
         media = folder / "media"
         media.mkdir(parents=True)
         (media / "stop-photo.png").write_bytes(_png(96, 64, SEED))
@@ -305,12 +304,9 @@ class Demo:
         ]
         for state in STATES:
             path = folder / f"{state}.jsonl"
-            path.write_text(
-                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[state]),
-                encoding="utf-8",
-            )
+            path.write_bytes(planted.jsonl(state))
             self.compact(state, "ingest", str(path), echo=True)
-            self.found.incidents[state] = len(records[state])
+            self.found.incidents[state] = len(planted.records[state])
         counts = ", ".join(f"{s} {n}" for s, n in self.found.incidents.items())
         self._say(f"imported {counts} incidents (seed {SEED}; the planted truth is known)")
         self._evidence = (
