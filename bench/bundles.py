@@ -100,6 +100,7 @@ from tests.nodeproc import (
     run_compact,
     set_setting,
     start_node,
+    user_env,
 )
 
 HOLDER: Final = "IL"
@@ -273,9 +274,12 @@ class Measured:
     steps: dict[str, float]
 
 
-def run_measured(*args: str, timeout: float, breakdown: bool = False) -> Measured:
-    """`compact ARGS` in a child process: its output, wall time and peak RSS (VmHWM), and
-    with `breakdown` the seconds it spent in each step of receiving a bundle."""
+def run_measured(
+    *args: str, timeout: float, breakdown: bool = False, env: dict[str, str] | None = None
+) -> Measured:
+    """`compact ARGS` in a child process (`env` added to this one's environment): its
+    output, wall time and peak RSS (VmHWM), and with `breakdown` the seconds it spent in
+    each step of receiving a bundle."""
     with tempfile.NamedTemporaryFile(prefix="compact-bench-child-", delete=False) as f:
         report_file = Path(f.name)
     try:
@@ -287,6 +291,7 @@ def run_measured(*args: str, timeout: float, breakdown: bool = False) -> Measure
             text=True,
             timeout=timeout,
             cwd=REPO,
+            env={**os.environ, **(env or {})},
             check=False,
         )
         seconds = time.perf_counter() - started
@@ -460,11 +465,10 @@ def transfer_once(
         global_id,
         "--purpose",
         "benchmark: the same agent in two states",
-        "--user",
-        "analyst.bench",
         "--json",
         "--data-dir",
         str(mn.data_dir),
+        env=user_env(mn, "analyst.bench", "analyst"),
     )
     request = json.loads(out.stdout)
     request_id = request["request_id"]

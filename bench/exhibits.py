@@ -81,7 +81,15 @@ from node.config import Config
 from node.exhibit_export import VERIFIER_NAME
 from node.setup import open_storage, read_secret, unlock
 from tests.helpers import record, write_jsonl
-from tests.nodeproc import REPO, NodeProcess, db_rows, form_compact, run_compact, start_node
+from tests.nodeproc import (
+    REPO,
+    NodeProcess,
+    db_rows,
+    form_compact,
+    run_compact,
+    start_node,
+    user_env,
+)
 
 OWNER: Final = "IL"
 STATES: Final = ("CA", "IL", "MN")
@@ -230,11 +238,12 @@ def _witnessed(config: Config, size: int) -> bool:
 
 def export(nodes: Nodes, out: Path) -> dict[str, Any]:
     owner = nodes.owner
-    args = ("exhibit", "export", MATTER, str(out), "--zip", "--user", "bench.litigator")
+    args = ("exhibit", "export", MATTER, str(out), "--zip")
     data_dir = ("--data-dir", str(owner.data_dir))
+    litigator = user_env(owner, "bench.litigator", "litigator")
     say(f"{OWNER}: exporting (recording and logging the export's custody events)")
     started = time.perf_counter()
-    first = run_compact(*args, "--wait", "0", *data_dir, timeout=3600, ok=False)
+    first = run_compact(*args, "--wait", "0", *data_dir, timeout=3600, ok=False, env=litigator)
     record_seconds = time.perf_counter() - started
     if first.returncode != EXIT_WITNESSES_SHORT:
         raise BenchError(
@@ -249,7 +258,7 @@ def export(nodes: Nodes, out: Path) -> dict[str, Any]:
     )
     witness_seconds = time.perf_counter() - started
     say(f"{OWNER}: exporting again (resuming: writing the folder and the zip)")
-    measured = run_measured(*args, "--wait", "60", "--json", *data_dir, timeout=3600)
+    measured = run_measured(*args, "--wait", "60", "--json", *data_dir, timeout=3600, env=litigator)
     report = json.loads(measured.stdout)
     if not report["resumed"]:
         raise BenchError("the second export run did not resume the first one's package")

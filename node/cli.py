@@ -19,11 +19,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from node.cli_auth import Access, declare, requires
+from node.roles import Permission
+
 if TYPE_CHECKING:
     from rich.console import Console
 
     from node.config import Config
     from node.setup import Secret
+    from node.users import Principal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,19 +54,6 @@ def passphrase_option(f: F) -> F:
 
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
-
-
-def user_option(f: F) -> F:
-    return click.option(
-        "--user",
-        default=None,
-        help="The user acting, as the audit trail records it (default: your login name).",
-    )(f)
-
-
-def acting_user(value: str | None) -> str:
-    """The --user given, else the login name."""
-    return value or getpass.getuser()
 
 
 def _stderr() -> Console:
@@ -131,6 +122,7 @@ def main() -> None:
     default="moderate",
     hidden=True,  # "interactive" is for tests: a weaker Argon2id for a passphrase
 )
+@declare(Access.OPERATOR)
 def init(
     state: str,
     data_dir: Path,
@@ -204,6 +196,7 @@ def init(
 @main.command()
 @data_dir_option
 @passphrase_option
+@declare(Access.OPERATOR)
 def serve(data_dir: Path, passphrase_file: Path | None) -> None:
     """Run the node's gRPC server until Ctrl-C or SIGTERM."""
     import asyncio
@@ -268,8 +261,14 @@ class _RichProgress:
 @passphrase_option
 @click.option("--skip-invalid", is_flag=True, help="Import the valid lines and report the rest.")
 @json_option
+@requires(Permission.INGEST)
 def ingest_cmd(
-    file: Path, data_dir: Path, passphrase_file: Path | None, skip_invalid: bool, as_json: bool
+    file: Path,
+    data_dir: Path,
+    passphrase_file: Path | None,
+    skip_invalid: bool,
+    as_json: bool,
+    principal: Principal,
 ) -> None:
     """Import incidents from a JSON Lines (or .csv) file, with its evidence files."""
     from node.errors import NodeError
@@ -288,7 +287,7 @@ def ingest_cmd(
                 report = ingest_file(
                     storage,
                     file,
-                    actor=f"cli:{getpass.getuser()}",
+                    actor=principal.name,
                     skip_invalid=skip_invalid,
                     progress=progress,
                 )
@@ -354,6 +353,7 @@ def _search(data_dir: Path, query: Any, limit: int, as_json: bool) -> None:
 @data_dir_option
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
 @json_option
+@declare(Access.SERVER)
 def incidents_list(data_dir: Path, limit: int, as_json: bool) -> None:
     """The newest incidents."""
     from node.records import SearchQuery
@@ -375,6 +375,7 @@ def incidents_list(data_dir: Path, limit: int, as_json: bool) -> None:
 )
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
 @json_option
+@declare(Access.SERVER)
 def incidents_search(
     data_dir: Path,
     occurred_from: str,
@@ -408,6 +409,7 @@ def incidents_search(
 @click.argument("global_id")
 @data_dir_option
 @json_option
+@declare(Access.SERVER)
 def incidents_show(global_id: str, data_dir: Path, as_json: bool) -> None:
     """One incident in full (personal data only for roles that may see it)."""
     from node.render import dumps, print_incident, stdout_console
@@ -433,6 +435,7 @@ def evidence() -> None:
 @click.argument("sha256")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @data_dir_option
+@declare(Access.SERVER)
 def evidence_get(global_id: str, sha256: str, output: Path, data_dir: Path) -> None:
     """Fetch one evidence file, verify its SHA-256, write it to OUTPUT."""
 
@@ -450,97 +453,32 @@ def evidence_get(global_id: str, sha256: str, output: Path, data_dir: Path) -> N
 
 
 @main.group()
-def users() -> None:
-    """Users of this node and their roles."""
-
-
-@users.command("add")
-@click.argument("name")
-@click.option(
-    "--role",
-    required=True,
-    type=click.Choice(["analyst", "investigator", "clerk", "admin"]),
-    help="analyst: read records; investigator: + personal data and evidence; "
-    "clerk: read + ingest; admin: everything.",
-)
-@data_dir_option
-@click.option(
-    "--token-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the token here (0600) instead of printing it.",
-)
-def users_add(name: str, role: str, data_dir: Path, token_file: Path | None) -> None:
-    """Add a user; its bearer token is shown once."""
-    from node.db import Database
-    from node.errors import NodeError
-    from node.users import add_user
-
-    config = _load(data_dir)
-    db = Database.from_url(config.database_url(), busy_timeout_ms=config.database.busy_timeout_ms)
-    try:
-        token = add_user(db, name, role)
-    except NodeError as e:
-        _fail(str(e))
-        return
-    finally:
-        db.dispose()
-    if token_file:
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
-        _stderr().print(f"user {name} ({role}) added; token written to {token_file}")
-    else:
-        click.echo(token)
-
-
-@users.command("list")
-@data_dir_option
-@json_option
-def users_list(data_dir: Path, as_json: bool) -> None:
-    """Users and their roles."""
-    from node.db import Database
-    from node.users import list_users
-
-    config = _load(data_dir)
-    db = Database.from_url(config.database_url(), busy_timeout_ms=config.database.busy_timeout_ms)
-    try:
-        rows = list_users(db)
-    finally:
-        db.dispose()
-    if as_json:
-        import json
-
-        click.echo(
-            json.dumps(
-                [
-                    {"name": n, "role": r, "disabled": d, "created_at": c.isoformat()}
-                    for n, r, d, c in rows
-                ],
-                indent=2,
-            )
-        )
-    else:
-        for n, r, d, c in rows:
-            click.echo(f"{n}\t{r}\t{'disabled' if d else 'active'}\t{c.isoformat()}")
-
-
-@main.group()
 def db() -> None:
     """Database schema."""
 
 
 @db.command("upgrade")
 @data_dir_option
+@declare(Access.OPERATOR)
 def db_upgrade(data_dir: Path) -> None:
-    """Apply pending schema migrations."""
+    """Apply pending schema migrations (stop the node and back up the database first).
+
+    A schema newer than this version's is refused and left as it is."""
     from node import migrate
     from node.db import Database
 
     config = _load(data_dir)
     database = Database.from_url(config.database_url())
     try:
+        before = migrate.current_revision(database.engine)
+        if before is not None and before not in migrate.known_revisions():
+            _fail(migrate.schema_problem(database.engine) or "unknown schema")
         migrate.upgrade(database.engine)
-        click.echo(f"schema at {migrate.current_revision(database.engine)}")
+        after = migrate.current_revision(database.engine)
+        if before == after:
+            click.echo(f"schema at {after} (already current)")
+        else:
+            click.echo(f"schema at {after} (was {before or 'empty'})")
     finally:
         database.dispose()
 
@@ -576,6 +514,10 @@ _register_exhibits(main)
 from node.cli_demo import register as _register_demo  # noqa: E402
 
 _register_demo(main)
+
+from node.cli_users import register as _register_users  # noqa: E402
+
+_register_users(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

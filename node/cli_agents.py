@@ -8,19 +8,23 @@ holders).
 
 from __future__ import annotations
 
-import getpass
 import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from node.cli import _load, data_dir_option, json_option, passphrase_option
+from node.cli_auth import requires
 from node.cli_fedops import _db, with_federation_node
 from node.cli_requests import check_request_options, request_bundles, request_options
 from node.normalize import STRENGTHS
+from node.roles import Permission
+
+if TYPE_CHECKING:
+    from node.users import Principal
 from node.vocab import AGENCY, CONDUCT
 
 _STATE = re.compile(r"^[A-Z]{2}$")
@@ -129,6 +133,7 @@ def _print_matches(matches: list[Any]) -> None:
 @min_strength_option
 @json_option
 @request_options
+@requires(Permission.ANALYSE)
 def matches_cmd(
     data_dir: Path,
     states: tuple[str, ...],
@@ -224,8 +229,8 @@ def _print_lookup(kind: str, pseudonym: str, entries: list[Any]) -> None:
 @click.option("--agency", type=click.Choice(sorted(AGENCY - {"UNKNOWN"})), help="The agency.")
 @click.option("--plate", help="A plate, with its issuing state first (IL ABC 1234).")
 @click.option("--unit", help="AGENCY:UNIT, or UNIT with --agency.")
-@click.option("--user", default=None, help="The analyst, as the audit trail records it.")
 @json_option
+@requires(Permission.ANALYSE)
 def lookup_cmd(
     data_dir: Path,
     passphrase_file: Path | None,
@@ -234,7 +239,7 @@ def lookup_cmd(
     agency: str | None,
     plate: str | None,
     unit: str | None,
-    user: str | None,
+    principal: Principal,
     as_json: bool,
 ) -> None:
     """Every state's index entries for one identifier key. The key is pseudonymised through
@@ -255,7 +260,7 @@ def lookup_cmd(
         from federation.lookup import entries_with
         from node.queries import audit
 
-        actor = user or getpass.getuser()
+        actor = principal.name
         roster = node.store.require_roster()
         try:
             found = asyncio.run(node.pseudonymiser(roster).pseudonyms([str(key)]))
@@ -297,6 +302,7 @@ def lookup_cmd(
 @min_strength_option
 @click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
 @json_option
+@requires(Permission.ANALYSE)
 def hits_cmd(
     data_dir: Path,
     peer: str | None,

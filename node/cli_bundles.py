@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,13 +17,16 @@ from node.cli import (
     _fail,
     _load,
     _stderr,
-    acting_user,
     data_dir_option,
     json_option,
     passphrase_option,
-    user_option,
 )
+from node.cli_auth import requires
 from node.cli_fedops import with_federation_node
+from node.roles import Permission
+
+if TYPE_CHECKING:
+    from node.users import Principal
 
 
 def register(main: click.Group) -> None:
@@ -82,8 +85,8 @@ def _print_info(info: Any, as_json: bool) -> None:
 @click.option("--incident", "global_id", required=True, help="The incident's global id.")
 @click.option("--purpose", required=True, help="Why the bundle is needed (sent to the holder).")
 @click.option("--matter", default=None, help="The matter the bundle is for.")
-@user_option
 @json_option
+@requires(Permission.REQUEST_BUNDLES)
 def request_cmd(
     data_dir: Path,
     passphrase_file: Path | None,
@@ -91,7 +94,7 @@ def request_cmd(
     global_id: str,
     purpose: str,
     matter: str | None,
-    user: str | None,
+    principal: Principal,
     as_json: bool,
 ) -> None:
     """Ask HOLDER for the bundle of one of its incidents; send it now if it can be reached.
@@ -109,7 +112,7 @@ def request_cmd(
             global_id=global_id,
             purpose=purpose,
             matter=matter,
-            user=acting_user(user),
+            user=principal.name,
             roster=roster,
         )
         results = asyncio.run(node.exchange_bundles())
@@ -134,6 +137,7 @@ def request_cmd(
 @data_dir_option
 @passphrase_option
 @json_option
+@requires(Permission.REQUEST_BUNDLES)
 def refresh_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
     """Send unsent requests, ask holders about undecided ones, and receive approved
     bundles (each from where it stopped), now. Progress (bytes and rate) goes to stderr."""
@@ -207,6 +211,7 @@ def refresh_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> 
 @click.option("--outgoing", "direction", flag_value="outgoing", help="Requests this node made.")
 @click.option("--state", "state", default=None, help="Only requests in this state.")
 @json_option
+@requires(Permission.READ)
 def list_cmd(data_dir: Path, direction: str | None, state: str | None, as_json: bool) -> None:
     """Bundle requests with their state (pending, approved, denied, ...), oldest first."""
     from node.bundles import STATES, list_requests
@@ -252,6 +257,7 @@ def list_cmd(data_dir: Path, direction: str | None, state: str | None, as_json: 
 @data_dir_option
 @click.argument("request_id")
 @json_option
+@requires(Permission.READ)
 def show_cmd(data_dir: Path, request_id: str, as_json: bool) -> None:
     """One request: who asked whom for what, why, and what was decided."""
     from node.bundles import BundleRefused, get_request
@@ -289,14 +295,14 @@ def show_cmd(data_dir: Path, request_id: str, as_json: bool) -> None:
     multiple=True,
     help="Leave this out of the bundle (repeat for both).",
 )
-@user_option
 @json_option
+@requires(Permission.REVIEW_BUNDLES)
 def approve_cmd(
     data_dir: Path,
     passphrase_file: Path | None,
     request_id: str,
     redact: tuple[str, ...],
-    user: str | None,
+    principal: Principal,
     as_json: bool,
 ) -> None:
     """Approve a pending request from another member (signed, logged and audited)."""
@@ -304,7 +310,7 @@ def approve_cmd(
         data_dir,
         passphrase_file,
         lambda n: n.bundles.decide(
-            request_id, approve=True, actor=acting_user(user), redactions=redact
+            request_id, approve=True, actor=principal.name, redactions=redact
         ),
     )
     _print_info(info, as_json)
@@ -315,22 +321,20 @@ def approve_cmd(
 @passphrase_option
 @click.argument("request_id")
 @click.option("--reason", required=True, help="Why (sent back to the requester).")
-@user_option
 @json_option
+@requires(Permission.REVIEW_BUNDLES)
 def deny_cmd(
     data_dir: Path,
     passphrase_file: Path | None,
     request_id: str,
     reason: str,
-    user: str | None,
+    principal: Principal,
     as_json: bool,
 ) -> None:
     """Deny a pending request from another member; the reason goes back to the requester."""
     info = with_federation_node(
         data_dir,
         passphrase_file,
-        lambda n: n.bundles.decide(
-            request_id, approve=False, actor=acting_user(user), reason=reason
-        ),
+        lambda n: n.bundles.decide(request_id, approve=False, actor=principal.name, reason=reason),
     )
     _print_info(info, as_json)

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from node.cli import _stderr
+from node.cli_auth import Access, declare
 
 
 def register(main: click.Group) -> None:
@@ -30,6 +31,7 @@ def register(main: click.Group) -> None:
     is_flag=True,
     help="Leave the three nodes running at the end and print how to query them.",
 )
+@declare(Access.OFFLINE)
 def demo_cmd(folder: Path | None, keep: bool) -> None:
     """Form a three-state compact (CA, IL, MN) on 127.0.0.1 and use every feature.
 

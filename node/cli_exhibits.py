@@ -11,19 +11,23 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from node.cli import (
     _fail,
     _stderr,
-    acting_user,
     data_dir_option,
     json_option,
     passphrase_option,
-    user_option,
 )
+from node.cli_auth import Access, declare, requires
 from node.cli_fedops import with_federation_node
+from node.roles import Permission
+
+if TYPE_CHECKING:
+    from node.users import Principal
 
 #: `exhibit export` could not gather enough witness cosignatures yet (EX_TEMPFAIL).
 EXIT_WITNESSES_SHORT = 75
@@ -64,8 +68,8 @@ def exhibit_group() -> None:
     help="Seconds to wait for witness cosignatures before giving up (exit 75).",
 )
 @min_witnesses_option
-@user_option
 @json_option
+@requires(Permission.MATTERS)
 def export_cmd(
     data_dir: Path,
     passphrase_file: Path | None,
@@ -74,7 +78,7 @@ def export_cmd(
     make_zip: bool,
     wait_seconds: float,
     min_witnesses: int,
-    user: str | None,
+    principal: Principal,
     as_json: bool,
 ) -> None:
     """Export MATTER's exhibits as a self-verifying package in the new folder OUT.
@@ -115,7 +119,7 @@ def export_cmd(
                 return exporter.export(
                     matter,
                     out,
-                    user=acting_user(user),
+                    user=principal.name,
                     make_zip=make_zip,
                     wait_seconds=wait_seconds,
                     min_witnesses=min_witnesses,
@@ -162,6 +166,7 @@ def export_cmd(
 )
 @min_witnesses_option
 @json_option
+@declare(Access.OFFLINE)
 def verify_cmd(package: Path, roster_pin: str | None, min_witnesses: int, as_json: bool) -> None:
     """Verify an exhibit package (folder or zip) offline: no node, no database.
 

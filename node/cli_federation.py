@@ -44,6 +44,9 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import click
 
+from node.cli_auth import Access, declare, requires
+from node.roles import Permission
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -391,6 +394,7 @@ def register(main: click.Group) -> None:
         type=click.Path(dir_okay=False, path_type=Path),
         help="Write the card here instead of printing it.",
     )
+    @declare(Access.OPERATOR)
     def roster_card(data_dir: Path, passphrase_file: Path | None, out: Path | None) -> None:
         """This node's member card: endpoint, TLS certificate and pin, public keys."""
         from crypto import signing, x25519
@@ -454,6 +458,7 @@ def register(main: click.Group) -> None:
         help="Write the proposal here instead of printing it.",
     )
     @node_options
+    @declare(Access.OPERATOR)
     def roster_propose(
         cards: tuple[Path, ...],
         removals: tuple[str, ...],
@@ -552,6 +557,7 @@ def register(main: click.Group) -> None:
     @roster.command("sign")
     @proposal_argument
     @node_options
+    @declare(Access.OPERATOR)
     def roster_sign(proposal_path: Path, data_dir: Path, passphrase_file: Path | None) -> None:
         """Add this node's signature to a roster proposal (rewrites the file)."""
         from crypto.dsse import Envelope
@@ -599,6 +605,7 @@ def register(main: click.Group) -> None:
         help="Version 1 only: the payload SHA-256 the founding members compared out of band.",
     )
     @node_options
+    @declare(Access.OPERATOR)
     def roster_apply(
         proposal_path: Path, pin: str | None, data_dir: Path, passphrase_file: Path | None
     ) -> None:
@@ -647,6 +654,7 @@ def register(main: click.Group) -> None:
     @roster.command("show")
     @node_options
     @json_option
+    @requires(Permission.READ)
     def roster_show(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
         """The roster in force: members, OPRF record, and who signed it."""
         from crypto.dsse import Envelope
@@ -709,6 +717,7 @@ def register(main: click.Group) -> None:
         help="A new or empty folder for proposal.json and the sealed shares.",
     )
     @node_options
+    @declare(Access.OPERATOR)
     def oprf_ceremony(
         proposal_path: Path,
         threshold: int,
@@ -762,6 +771,7 @@ def register(main: click.Group) -> None:
     @oprf.command("import-share")
     @click.argument("share_path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
     @node_options
+    @declare(Access.OPERATOR)
     def oprf_import_share(share_path: Path, data_dir: Path, passphrase_file: Path | None) -> None:
         """Check this node's sealed share against the roster in force and store it."""
         from crypto import x25519
@@ -786,6 +796,7 @@ def register(main: click.Group) -> None:
     @oprf.command("status")
     @node_options
     @json_option
+    @requires(Permission.READ)
     def oprf_status(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
         """Whether the roster carries an OPRF record and this node holds its share."""
         from federation.ceremony import public_sha256

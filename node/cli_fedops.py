@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import click
 
 from node.cli import _fail, _load, _secret, _stderr, data_dir_option, json_option, passphrase_option
+from node.cli_auth import Access, declare, requires
+from node.roles import Permission
 
 T = TypeVar("T")
 
@@ -28,12 +30,17 @@ def register(main: click.Group) -> None:
 
 
 def _db(data_dir: Path) -> Any:
-    from node.db import Database
+    """(config, database) of the node; a database whose schema is not this version's
+    ends the command with what to run."""
+    from node.errors import StorageError
+    from node.setup import open_database
 
     config = _load(data_dir)
-    return config, Database.from_url(
-        config.database_url(), busy_timeout_ms=config.database.busy_timeout_ms
-    )
+    try:
+        return config, open_database(config)
+    except StorageError as e:
+        _fail(str(e))
+        raise AssertionError from None  # unreachable
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -86,6 +93,7 @@ def with_federation_node(
 @data_dir_option
 @passphrase_option
 @json_option
+@declare(Access.OPERATOR)
 def sync_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
     """Publish new records and sync with every member now (ignoring backoff)."""
     import asyncio
@@ -165,6 +173,7 @@ def sync_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> Non
 @click.command("peers")
 @data_dir_option
 @json_option
+@requires(Permission.READ)
 def peers_cmd(data_dir: Path, as_json: bool) -> None:
     """Each member: reachable at the last attempt, last sync, entries behind, who witnessed it."""
     from node import models as m
@@ -239,6 +248,7 @@ def log_group() -> None:
 @log_group.command("status")
 @data_dir_option
 @json_option
+@requires(Permission.READ)
 def log_status(data_dir: Path, as_json: bool) -> None:
     """The log's size, newest checkpoint, and which members have witnessed it."""
     from sqlalchemy import func, select
@@ -301,6 +311,7 @@ def log_status(data_dir: Path, as_json: bool) -> None:
 @click.command("alerts")
 @data_dir_option
 @json_option
+@requires(Permission.READ)
 def alerts_cmd(data_dir: Path, as_json: bool) -> None:
     """Federation alerts: forked or rolled-back peer logs, forged entries, bad OPRF answers."""
     from sqlalchemy import select

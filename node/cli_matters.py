@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,13 +18,16 @@ from node.cli import (
     _fail,
     _load,
     _stderr,
-    acting_user,
     data_dir_option,
     json_option,
     passphrase_option,
-    user_option,
 )
+from node.cli_auth import requires
 from node.cli_fedops import with_federation_node
+from node.roles import Permission
+
+if TYPE_CHECKING:
+    from node.users import Principal
 
 
 def register(main: click.Group) -> None:
@@ -140,8 +143,8 @@ def _change_and_share(data_dir: Path, passphrase_file: Path | None, change: Any)
     help="Exhibit numbers begin with this, such as IL-MN (default: this state's code).",
 )
 @click.option("--legal-hold", is_flag=True, help="Place the matter under legal hold now.")
-@user_option
 @json_option
+@requires(Permission.MATTERS)
 def create_cmd(
     data_dir: Path,
     passphrase_file: Path | None,
@@ -150,7 +153,7 @@ def create_cmd(
     slug: str | None,
     bates_prefix: str | None,
     legal_hold: bool,
-    user: str | None,
+    principal: Principal,
     as_json: bool,
 ) -> None:
     """Open a matter owned by this state, named TITLE, with the member states given.
@@ -165,7 +168,7 @@ def create_cmd(
         lambda n: n.matters.create(
             title=title,
             states=codes,
-            user=acting_user(user),
+            user=principal.name,
             roster=n.store.require_roster(),
             slug=slug.upper() if slug is not None else None,
             bates_prefix=bates_prefix,
@@ -188,8 +191,8 @@ def create_cmd(
     " incident must be held here: this state's own, or received in a bundle.",
 )
 @click.option("--description", required=True, help="What the exhibit is, for the index.")
-@user_option
 @json_option
+@requires(Permission.MATTERS)
 def add_exhibit_cmd(
     data_dir: Path,
     passphrase_file: Path | None,
@@ -197,7 +200,7 @@ def add_exhibit_cmd(
     global_id: str,
     sha256: str | None,
     description: str,
-    user: str | None,
+    principal: Principal,
     as_json: bool,
 ) -> None:
     """Add an incident, or one of its files, to MATTER as its next exhibit.
@@ -214,7 +217,7 @@ def add_exhibit_cmd(
             global_id=global_id,
             evidence_sha256=sha256,
             description=description,
-            user=acting_user(user),
+            user=principal.name,
         )
         added.append(exhibit)
         return info
@@ -238,21 +241,21 @@ def add_exhibit_cmd(
 @passphrase_option
 @click.argument("matter")
 @click.option("--on/--release", "on", required=True, help="Place or release the legal hold.")
-@user_option
 @json_option
+@requires(Permission.MATTERS)
 def hold_cmd(
     data_dir: Path,
     passphrase_file: Path | None,
     matter: str,
     on: bool,
-    user: str | None,
+    principal: Principal,
     as_json: bool,
 ) -> None:
     """Place (--on) or release (--release) the legal hold on MATTER (owner only)."""
     info = _change_and_share(
         data_dir,
         passphrase_file,
-        lambda n: n.matters.set_hold(matter, on=on, user=acting_user(user)),
+        lambda n: n.matters.set_hold(matter, on=on, user=principal.name),
     )
     _print_matter(info, as_json, exhibits=False)
 
@@ -261,6 +264,7 @@ def hold_cmd(
 @data_dir_option
 @passphrase_option
 @json_option
+@requires(Permission.MATTERS)
 def share_cmd(data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
     """Give each member of this state's matters the newest revision it lacks, now.
 
@@ -322,6 +326,7 @@ def _read(data_dir: Path, read: Any) -> Any:
 @matter_group.command("list")
 @data_dir_option
 @json_option
+@requires(Permission.READ)
 def list_cmd(data_dir: Path, as_json: bool) -> None:
     """The matters this state owns or is a member of."""
     from node.matters import list_matters
@@ -354,6 +359,7 @@ def list_cmd(data_dir: Path, as_json: bool) -> None:
 @data_dir_option
 @click.argument("matter")
 @json_option
+@requires(Permission.READ)
 def show_cmd(data_dir: Path, matter: str, as_json: bool) -> None:
     """One matter: its states, legal hold, exhibits and whether each is held here."""
     from node.matters import get_matter

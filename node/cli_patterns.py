@@ -21,8 +21,10 @@ import click
 
 from node.cli import _fail, _stderr, data_dir_option
 from node.cli_agents import day_of, since_option, until_option
+from node.cli_auth import requires
 from node.cli_fedops import _db
 from node.cli_requests import check_request_options, ids_of, request_bundles, request_options
+from node.roles import Permission
 from node.vocab import CONDUCT
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -190,6 +192,7 @@ def _table(report: Any) -> None:
 @patterns_group.command("repeat")
 @report_options
 @click.option("--min-incidents", type=click.IntRange(min=2), default=3, show_default=True)
+@requires(Permission.ANALYSE)
 def repeat_cmd(min_incidents: int, **common: Any) -> None:
     """Agents with at least --min-incidents incidents, across states, with their conduct."""
     _run("repeat", common, min_incidents=min_incidents)
@@ -201,6 +204,7 @@ def repeat_cmd(min_incidents: int, **common: Any) -> None:
     "--min-together", type=click.IntRange(min=2), default=2, show_default=True,
     help="Incidents two agents must share to be linked.",
 )  # fmt: skip
+@requires(Permission.ANALYSE)
 def units_cmd(min_together: int, **common: Any) -> None:
     """Groups of agents repeatedly present together (a co-presence graph), the states they
     operated in, in order, and when: a team moving from state to state."""
@@ -216,6 +220,7 @@ def units_cmd(min_together: int, **common: Any) -> None:
     help="Join only by these (repeat it; default all three). County and agency alone is "
     "the weakest: --basis unit --basis vehicle leaves it out.",
 )  # fmt: skip
+@requires(Permission.ANALYSE)
 def unidentified_cmd(
     window_days: int, min_incidents: int, bases: tuple[str, ...], **common: Any
 ) -> None:
@@ -235,6 +240,7 @@ def unidentified_cmd(
     "--min-week-count", type=click.IntRange(min=1), default=5, show_default=True,
     help="The smallest weekly count flagged.",
 )  # fmt: skip
+@requires(Permission.ANALYSE)
 def surges_cmd(baseline_weeks: int, alpha: float, min_week_count: int, **common: Any) -> None:
     """Weekly incident counts per state and county against each place's own baseline;
     significant surges flagged (the test is stated in the output)."""
@@ -252,6 +258,7 @@ def surges_cmd(baseline_weeks: int, alpha: float, min_week_count: int, **common:
     help="Only this conduct (repeat for several).",
 )  # fmt: skip
 @alpha_option
+@requires(Permission.ANALYSE)
 def conduct_cmd(by: str, only: tuple[str, ...], alpha: float, **common: Any) -> None:
     """Conduct by agency, unit, location kind or state, with each group's rate against all
     other groups': the basis of a pattern-or-practice claim."""

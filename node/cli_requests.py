@@ -4,7 +4,8 @@ A report lists the global incident ids behind each of its rows; with
 `--request-bundles` the command then asks each holder for the bundles of the listed
 incidents of other states, in one step: it shows what it is about to ask of whom and
 asks for confirmation (`--yes` answers it), creates one signed request per incident as
-`compact bundle request` does (each audited, each naming the user), and sends them at
+`compact bundle request` does (each audited, each naming the user; the user's role
+must allow requesting bundles), and sends them at
 once. A holder that cannot be reached gets them from `compact serve` or `compact bundle
 refresh` later. Incidents of this node's own state, and incidents with an outgoing
 request still open or approved, are not asked for again.
@@ -38,11 +39,6 @@ def request_options(f: F) -> F:
             click.option("--purpose", help="With --request-bundles: why (sent to each holder)."),
             click.option("--matter", help="With --request-bundles: the matter they are for."),
             click.option(
-                "--user", default=None,
-                help="With --request-bundles: the analyst, as the audit trail records it "
-                "(default: your login name).",
-            ),
-            click.option(
                 "--max-requests", type=click.IntRange(min=1), default=MAX_REQUESTS,
                 show_default=True, help="With --request-bundles: refuse to ask for more.",
             ),
@@ -57,7 +53,7 @@ def request_options(f: F) -> F:
 def check_request_options(opts: dict[str, Any]) -> None:
     """Usage errors in the request options, found before any report is computed."""
     if not opts["request_bundles"]:
-        for name in ("purpose", "matter", "user"):
+        for name in ("purpose", "matter"):
             if opts[name] is not None:
                 raise click.UsageError(f"--{name}: only with --request-bundles")
         if opts["yes"]:
@@ -76,8 +72,9 @@ def request_bundles(
     more incidents are behind the rows than they list (--ids-limit), which are not asked
     for. Every message goes to stderr, so that --json output stays JSON."""
     from node.bundles import OUTGOING, list_requests
-    from node.cli import acting_user
+    from node.cli_auth import authorize, command_name
     from node.cli_fedops import _db, with_federation_node
+    from node.roles import Permission
 
     err = _stderr()
     config, db = _db(data_dir)
@@ -120,7 +117,9 @@ def request_bundles(
     )
     if not opts["yes"]:
         click.confirm("Send these requests?", abort=True, err=True)
-    user = acting_user(opts["user"])
+    user = authorize(
+        data_dir, Permission.REQUEST_BUNDLES, command=f"{command_name()} --request-bundles"
+    ).name
 
     def work(node: Any) -> tuple[int, list[Any]]:
         import asyncio

@@ -49,7 +49,7 @@ from node.ingest import NodeStorage, ingest
 from node.normalize import KeyQueryError, parse_query_key
 from node.records import IngestReport, LineError, SearchFilters, SearchQuery
 from node.setup import clear_server_info, write_server_info
-from node.users import Permission, Principal, authenticate
+from node.users import PERMISSION_TEXT, Permission, Principal, authenticate
 from node.vocab import AGENCY, CONDUCT, LOCATION_KIND, STATUS
 
 log = structlog.get_logger("compact.server")
@@ -57,6 +57,14 @@ SERVICE_NAME: Final = pb.DESCRIPTOR.services_by_name["NodeService"].full_name
 _GLOBAL_ID: Final = re.compile(r"^[A-Z]{2}-[0-9a-f-]{36}$")
 _HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 _MAX_REPORTED_ERRORS: Final = 1000
+#: The permission each NodeService method needs (docs/roles.md; tests/test_roles.py).
+#: GetIncident returns people, narrative and street address only to READ_PERSONAL.
+METHOD_PERMISSIONS: Final = {
+    "Ingest": Permission.INGEST,
+    "GetIncident": Permission.READ,
+    "SearchIncidents": Permission.READ,
+    "GetEvidence": Permission.READ_EVIDENCE,
+}
 
 T = TypeVar("T")
 
@@ -193,8 +201,26 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
             raise AuthenticationError("a valid bearer token is required")
         structlog.contextvars.bind_contextvars(user=principal.name)
         if not principal.may(permission):
-            raise PermissionDeniedError(f"the role {principal.role!r} may not do this")
+            # A refusal of a known user is audited (so are its successful reads of
+            # personal data and evidence); an unknown caller is only logged, so that
+            # a flood of bad tokens cannot grow the audit trail.
+            await asyncio.to_thread(self._audit_denied, principal, permission)
+            raise PermissionDeniedError(
+                f"the role {principal.role!r} may not {PERMISSION_TEXT[permission]}"
+            )
         return principal
+
+    def _audit_denied(self, principal: Principal, permission: Permission) -> None:
+        method = structlog.contextvars.get_contextvars().get("rpc", "")
+        with self.storage.db.write() as s:
+            queries.audit(
+                s,
+                actor=principal.name,
+                action="denied",
+                target=f"NodeService.{method}",
+                outcome="refused",
+                detail={"role": principal.role, "permission": permission.value},
+            )
 
     @boundary
     async def Ingest(
@@ -202,7 +228,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         request_iterator: AsyncIterator[pb.IngestRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.IngestResponse:
-        principal = await self._principal(context, Permission.INGEST)
+        principal = await self._principal(context, METHOD_PERMISSIONS["Ingest"])
         staging = self.config.blob_dir / ".staging" / f"ingest-{secrets.token_hex(8)}"
         try:
             options, lines, files = await self._receive(request_iterator, staging)
@@ -294,7 +320,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
     async def GetIncident(
         self, request: pb.GetIncidentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetIncidentResponse:
-        principal = await self._principal(context, Permission.READ)
+        principal = await self._principal(context, METHOD_PERMISSIONS["GetIncident"])
         _check_global_id(request.global_id)
         view = await asyncio.to_thread(
             queries.get_incident,
@@ -310,7 +336,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
     async def SearchIncidents(
         self, request: pb.SearchIncidentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SearchIncidentsResponse:
-        await self._principal(context, Permission.READ)
+        await self._principal(context, METHOD_PERMISSIONS["SearchIncidents"])
         query = serde.query_from_proto(request)
         filters = search_filters(query, default_state=self.config.node.state)
         page = await asyncio.to_thread(
@@ -326,7 +352,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
     async def GetEvidence(
         self, request: pb.GetEvidenceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.GetEvidenceResponse]:
-        principal = await self._principal(context, Permission.READ_EVIDENCE)
+        principal = await self._principal(context, METHOD_PERMISSIONS["GetEvidence"])
         _check_global_id(request.global_id)
         if not _HEX64.match(request.sha256):
             raise InvalidArgumentError("sha256", "expected 64 lowercase hex digits")

@@ -23,6 +23,7 @@ from node.config import set_setting as set_config_setting
 from node.db import Database
 from node.demo import free_loopback_port
 from node.setup import Secret, init_node
+from node.users import add_user
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -115,14 +116,29 @@ def start_node(config: Config, *, timeout: float = 30) -> NodeProcess:
 
 
 def run_compact(
-    *args: str, timeout: float = 600, ok: bool = True
+    *args: str, timeout: float = 600, ok: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`compact ...` in a child process; a failure raises with its output (unless `ok` is
     false: then the result is returned whatever it is)."""
-    result = compact(*args, timeout=timeout)
+    result = compact(*args, timeout=timeout, env=env)
     if ok and result.returncode != 0:
         raise RuntimeError(f"compact {' '.join(args)} failed: {result.stderr}{result.stdout}")
     return result
+
+
+def user_env(config: Config, name: str, role: str) -> dict[str, str]:
+    """The environment that makes `compact` act as user `name` of the node (created with
+    `role` the first time, its token kept beside the data folder): {"COMPACT_TOKEN_FILE": ...}."""
+    token_file = config.data_dir.parent / f"{config.data_dir.name}-{name}.token"
+    if not token_file.exists():
+        db = Database.from_url(config.database_url())
+        try:
+            token = add_user(db, name, role, actor="test")
+        finally:
+            db.dispose()
+        token_file.write_text(token + "\n", encoding="utf-8")
+        token_file.chmod(0o600)
+    return {"COMPACT_TOKEN_FILE": str(token_file)}
 
 
 def set_setting(config: Config, key: str, value: object) -> None:

@@ -17,13 +17,20 @@ from sqlalchemy import select
 from node import models as m
 from node.config import Config
 from tests.helpers import record, write_jsonl
-from tests.nodeproc import NodeProcess, db_rows, form_compact, run_compact, start_node
+from tests.nodeproc import (
+    NodeProcess,
+    db_rows,
+    form_compact,
+    run_compact,
+    start_node,
+    user_env,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
 
-def run_json(config: Config, *args: str, ok: bool = True) -> Any:
-    result = run_compact(*args, "--json", "--data-dir", str(config.data_dir), ok=ok)
+def run_json(config: Config, *args: str, ok: bool = True, env: dict[str, str] | None = None) -> Any:
+    result = run_compact(*args, "--json", "--data-dir", str(config.data_dir), ok=ok, env=env)
     return json.loads(result.stdout)
 
 
@@ -47,8 +54,8 @@ class Pair:
         return run_json(
             self.mn,
             "bundle", "request", "--state", "IL", "--incident", self.ids[external_id],
-            "--purpose", "Doe v. Noem: the same agent in two states", "--user", "analyst.ortiz",
-            ok=ok,
+            "--purpose", "Doe v. Noem: the same agent in two states",
+            ok=ok, env=user_env(self.mn, "analyst.ortiz", "analyst"),
         )  # fmt: skip
 
     def stop(self) -> None:
@@ -86,8 +93,9 @@ def test_a_reviewer_approves_with_redactions_and_the_requester_learns_it(pair: P
         None, None, None,
     )  # fmt: skip
     approved = run_json(
-        pair.il, "bundle", "approve", request_id, "--redact", "people", "--user", "reviewer.kim"
-    )
+        pair.il, "bundle", "approve", request_id, "--redact", "people",
+        env=user_env(pair.il, "reviewer.kim", "reviewer"),
+    )  # fmt: skip
     assert (approved["state"], approved["redactions"]) == ("approved", ["people"])
     refreshed = run_json(pair.mn, "bundle", "refresh")
     assert {"request_id": request_id, "holder": "IL", "state": "approved", "error": None} in (

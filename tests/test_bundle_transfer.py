@@ -28,6 +28,7 @@ from tests.nodeproc import (
     run_compact,
     set_setting,
     start_node,
+    user_env,
 )
 from tests.test_bundle_cli import run_json
 
@@ -114,7 +115,8 @@ class Pair:
         return run_json(
             self.mn,
             "bundle", "request", "--state", "IL", "--incident", self.ids[external_id],
-            "--purpose", "Doe v. Noem: the same agent in two states", "--user", "analyst.ortiz",
+            "--purpose", "Doe v. Noem: the same agent in two states",
+            env=user_env(self.mn, "analyst.ortiz", "analyst"),
         )  # fmt: skip
 
     def incoming_state(self, request_id: str) -> str:

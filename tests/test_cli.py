@@ -243,8 +243,9 @@ def test_another_user_via_token_file(served: NodeProcess, tmp_path: Path) -> Non
         "users", "add", "ana", "--role", "analyst", "--token-file", str(token_file), "--data-dir", d
     )
     assert added.returncode == 0, added.stderr
-    users = run_json("users", "list", "--data-dir", d)
-    assert isinstance(users, list)
+    listed = run_json("users", "list", "--data-dir", d)
+    assert isinstance(listed, dict)
+    users = listed["users"]
     assert {(u["name"], u["role"]) for u in users} >= {("admin", "admin"), ("ana", "analyst")}
     env = {"COMPACT_TOKEN_FILE": str(token_file)}
     found = run_json("incidents", "search", "--data-dir", d, "--kind", "school", env=env)
@@ -308,17 +309,19 @@ def test_the_database_url_environment_variable_switches_to_postgresql(
     )
     assert result.returncode == 1
     assert "compact db upgrade" in result.stderr
-    # ... which `compact db upgrade` creates, after which that database works too.
+    # ... which `compact db upgrade` creates; users live in the database, so the admin
+    # token of the PostgreSQL database is no credential there.
     env = {"COMPACT_DATABASE_URL": ""}
     upgraded = compact("db", "upgrade", "--data-dir", str(tmp_path / "il"), env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     assert f"schema at {migrate.head_revision()}" in upgraded.stdout
-    assert compact("ingest", SAMPLE, "--data-dir", str(tmp_path / "il"), env=env).returncode == 0
+    refused = compact("ingest", SAMPLE, "--data-dir", str(tmp_path / "il"), env=env)
+    assert refused.returncode == 77 and "not a valid token of this node" in refused.stderr
 
 
 def test_cli_honours_data_dir_from_the_environment(tmp_path: Path) -> None:
     init(tmp_path / "il", "--key-file", str(tmp_path / "k"))
     result = compact("users", "list", "--json", env={"COMPACT_DATA_DIR": str(tmp_path / "il")})
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)[0]["name"] == "admin"
+    assert json.loads(result.stdout)["users"][0]["name"] == "admin"
     assert os.environ.get("COMPACT_DATA_DIR") is None

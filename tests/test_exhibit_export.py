@@ -23,7 +23,14 @@ from sqlalchemy import select
 from node import models as m
 from tests.doc_verifier import verify_folder
 from tests.helpers import record, write_jsonl
-from tests.nodeproc import NodeProcess, db_rows, form_compact, run_compact, start_node
+from tests.nodeproc import (
+    NodeProcess,
+    db_rows,
+    form_compact,
+    run_compact,
+    start_node,
+    user_env,
+)
 from tests.test_bundle_transfer import wait_for
 
 pytestmark = pytest.mark.timeout(420)
@@ -53,7 +60,7 @@ class Exported:
             self.out = root / "DOE-2026-exhibits"
             self.export = self.il_json(
                 "exhibit", "export", "DOE-V-NOEM", str(self.out), "--zip", "--wait", "180",
-                "--user", "atty.chen", timeout=400,
+                timeout=400, env=user_env(self.il, "atty.chen", "litigator"),
             )  # fmt: skip
         finally:
             self.stop()
@@ -75,8 +82,10 @@ class Exported:
         (gid,) = db_rows(self.configs[state], select(m.Incident.global_id))
         return str(gid[0])
 
-    def il_json(self, *args: str, timeout: float = 600) -> Any:
-        result = run_compact(*args, "--json", "--data-dir", str(self.il.data_dir), timeout=timeout)
+    def il_json(self, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> Any:
+        result = run_compact(
+            *args, "--json", "--data-dir", str(self.il.data_dir), timeout=timeout, env=env
+        )
         return json.loads(result.stdout)
 
     def _receive_from_mn(self) -> None:
@@ -88,8 +97,8 @@ class Exported:
             holds its index entry the request is refused."""
             result = run_compact(
                 "bundle", "request", "--state", "MN", "--incident", gid, "--purpose",
-                "Doe v. Noem", "--user", "analyst.ortiz", "--json",
-                "--data-dir", str(self.il.data_dir), ok=False,
+                "Doe v. Noem", "--json", "--data-dir", str(self.il.data_dir), ok=False,
+                env=user_env(self.il, "analyst.ortiz", "analyst"),
             )  # fmt: skip
             if result.returncode == 0:
                 request.update(json.loads(result.stdout))

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from node import models as m
 from tests.helpers import record, write_jsonl
-from tests.nodeproc import db_rows, form_compact, run_compact
+from tests.nodeproc import db_rows, form_compact, run_compact, user_env
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -41,11 +41,11 @@ class Setup:
         rows = db_rows(self.il, select(m.Incident.external_id, m.Incident.global_id))
         self.ids = {str(e): str(g) for e, g in rows}
 
-    def run(self, *args: str, ok: bool = True) -> Any:
-        return run_compact(*args, "--data-dir", str(self.il.data_dir), ok=ok)
+    def run(self, *args: str, ok: bool = True, env: dict[str, str] | None = None) -> Any:
+        return run_compact(*args, "--data-dir", str(self.il.data_dir), ok=ok, env=env)
 
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "--json").stdout)
+    def json(self, *args: str, env: dict[str, str] | None = None) -> Any:
+        return json.loads(self.run(*args, "--json", env=env).stdout)
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +56,15 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Setup:
 def test_a_litigator_opens_a_matter_and_numbers_exhibits(node: Setup) -> None:
     created = node.json(
         "matter", "create", "Doe v. Noem", "--states", "mn", "--bates-prefix", "IL-MN",
-        "--user", "atty.chen",
+        env=user_env(node.il, "atty.chen", "litigator"),
     )  # fmt: skip
     assert (created["matter"], created["states"], created["revision"]) == (
         "IL:DOE-V-NOEM", ["IL", "MN"], 1,
     )  # fmt: skip
     first = node.json(
         "matter", "add-exhibit", "DOE-V-NOEM", "--incident", node.ids["IL-1"],
-        "--description", f"Arrest on I-90 {SECRET}", "--user", "para.kim",
+        "--description", f"Arrest on I-90 {SECRET}",
+        env=user_env(node.il, "para.kim", "litigator"),
     )  # fmt: skip
     second = node.json(
         "matter", "add-exhibit", "IL:DOE-V-NOEM", "--incident", node.ids["IL-1"],
