@@ -473,7 +473,9 @@ class FederationNode:
         marker = await asyncio.to_thread(self.publisher.change_marker)
         if marker == self._looked_at:
             return
-        if any(await asyncio.to_thread(self.publisher.pending)):
+        if any(await asyncio.to_thread(self.publisher.pending)) or await asyncio.to_thread(
+            self.publisher.audit_pending
+        ):
             await self.publish()
         self._looked_at = marker  # only once published: a failure is retried next tick
 

@@ -351,11 +351,13 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    actor: Mapped[str] = mapped_column(String(TEXT))
+    actor: Mapped[str] = mapped_column(String(TEXT), index=True)
     action: Mapped[str] = mapped_column(String(80))
     target: Mapped[str | None] = mapped_column(String(TEXT))
     outcome: Mapped[str] = mapped_column(String(SHORT))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # its entry in this node's transparency log (node.audit), once logged
+    log_index: Mapped[int | None] = mapped_column(BigInteger, unique=True)
 
 
 class User(Base):

@@ -8,7 +8,8 @@ address), signs it with the node's roster key and appends the DSSE envelope to
 the transparency log (kind `index-entry`), in batches, each batch in one
 transaction with the `published_entries` bookkeeping. Incidents that became
 `sealed` or were removed get a withdrawal: a new revision with no content.
-Nothing published is ever deleted. Afterwards a new checkpoint is signed.
+Nothing published is ever deleted. Custody events (signed) and audit events
+(node.audit) not yet logged are entered too. Afterwards a new checkpoint is signed.
 
 The node's own entries are also indexed in `replica_pseudonyms`, so that
 cross-state questions are one query over every state's entries.
@@ -32,6 +33,7 @@ from federation.bundle import CustodyRecord, sign_custody
 from federation.index_entry import IndexEntry, build_entry, sign_entry, withdrawal
 from federation.naming import log_origin, log_signer
 from node import models as m
+from node.audit import NOT_LOGGED, log_audit
 from node.db import insert_rows
 from node.hits import record_hits
 from node.ingest import NodeStorage
@@ -72,6 +74,7 @@ class PublishReport:
     withdrawn: int
     checkpoint_size: int | None
     custody: int = 0  # custody events signed and entered in the log
+    audit: int = 0  # audit events entered in the log
 
 
 class Publisher:
@@ -121,6 +124,18 @@ class Publisher:
             ]
         return publish, withdraw
 
+    def audit_pending(self) -> bool:
+        """Whether some audit event waits to be entered in the log (node.audit)."""
+        with self._storage.db.read() as s:
+            return (
+                s.scalar(
+                    select(m.AuditEvent.id)
+                    .where(m.AuditEvent.log_index.is_(None), m.AuditEvent.action.not_in(NOT_LOGGED))
+                    .limit(1)
+                )
+                is not None
+            )
+
     def change_marker(self) -> tuple[int | None, int, int | None]:
         """A cheap fingerprint of what `pending` depends on: the newest incident, the number
         of incidents and the newest audit event (every import and change is audited). While
@@ -152,10 +167,11 @@ class Publisher:
                 progress(start + len(chunk), len(publish_ids))
         withdrawn = await asyncio.to_thread(self._withdraw, withdraw) if withdraw else 0
         custody = await asyncio.to_thread(self.log_custody)
+        audited = await asyncio.to_thread(log_audit, self._storage.db, self._log, self.state)
         size = None
-        if published or withdrawn or custody or self._log.latest_checkpoint() is None:
+        if published or withdrawn or custody or audited or self._log.latest_checkpoint() is None:
             size = await asyncio.to_thread(self.sign_checkpoint)
-        return PublishReport(published, withdrawn, size, custody)
+        return PublishReport(published, withdrawn, size, custody, audited)
 
     def log_custody(self) -> int:
         """Sign each custody event this node recorded and has not logged yet, and enter it

@@ -32,6 +32,7 @@ from tests.nodeproc import (
     published_index,
     replica_index,
     start_node,
+    user_env,
 )
 
 STATES = ("CA", "IL", "MN")
@@ -39,8 +40,8 @@ COUNTY = {"IL": "Cook", "MN": "Hennepin", "CA": "Los Angeles"}
 BADGES = {"IL": ["04471", "1111"], "MN": ["04471", "2222"], "CA": ["3333"]}
 
 
-def run(*args: str) -> Any:
-    result = compact(*args)
+def run(*args: str, env: dict[str, str] | None = None) -> Any:
+    result = compact(*args, env=env)
     assert result.returncode == 0, f"compact {' '.join(args)}: {result.stderr}{result.stdout}"
     return result
 
@@ -111,7 +112,10 @@ def test_peers_and_log_status_show_sync_and_witnesses(
     for p in peers["peers"]:
         assert p["reachable"] is True and p["entries_behind"] == 0 and p["last_sync"]
     status = json.loads(run("log", "status", "--data-dir", il, "--json").stdout)
-    assert status["checkpoint"]["size"] == status["size"] == 2
+    # IL's two published incidents, and the audit events the serve loop logged beside them
+    assert status["entries_by_kind"]["index-entry"] == 2
+    assert set(status["entries_by_kind"]) <= {"index-entry", "audit"}
+    assert status["checkpoint"]["size"] == status["size"]
     assert status["checkpoint"]["witnessed_by"] == ["CA", "MN"]
     alerts = json.loads(run("alerts", "--data-dir", il, "--json").stdout)
     assert alerts["alerts"] == []
@@ -208,7 +212,7 @@ def test_agents_lookup_pseudonymises_through_the_oprf_and_is_audited(
     out = json.loads(
         run(
             "agents", "lookup", "--badge", "4471", "--agency", "ICE-ERO",
-            "--user", "ana", "--data-dir", str(ca.data_dir), "--json",
+            "--data-dir", str(ca.data_dir), "--json", env=user_env(ca, "ana", "analyst"),
         ).stdout
     )  # fmt: skip
     assert out["kind"] == "badge" and out["states"] == ["IL", "MN"]
@@ -314,14 +318,15 @@ def test_reports_request_the_bundles_behind_their_rows(
                         "x", "--data-dir", str(mn.data_dir))  # fmt: skip
     assert published.returncode == 2 and "not with --publish" in published.stderr
     # no confirmation (an empty stdin): nothing is requested
-    asked = (*repeat, "--request-bundles", "--purpose", "joint matter 7", "--user", "ana")
-    refused = compact(*asked, "--json")
+    asked = (*repeat, "--request-bundles", "--purpose", "joint matter 7")
+    ana = user_env(mn, "ana", "analyst")
+    refused = compact(*asked, "--json", env=ana)
     assert refused.returncode == 1 and "Send these requests?" in refused.stderr
     assert json.loads(refused.stdout)["report"] == "repeat"  # the report came first
     assert "from IL (1)" in refused.stderr
     assert _requests(mn, "outgoing") == []
     # confirmed: one request, for IL's incident; MN's own incident is not asked for
-    done = compact(*asked, input="y\n")
+    done = compact(*asked, input="y\n", env=ana)
     assert done.returncode == 0, done.stderr
     assert "1 of this state's own incidents" in done.stderr
     assert "1 bundle requests made" in done.stderr
@@ -329,7 +334,7 @@ def test_reports_request_the_bundles_behind_their_rows(
     assert (holder, requester, user, purpose) == ("IL", "MN", "ana", "joint matter 7")
     assert gid.startswith("IL-")
     assert [x[2] for x in _requests(il, "incoming")] == [gid]  # delivered to the holder
-    again = compact(*asked, "--yes")
+    again = compact(*asked, "--yes", env=ana)
     assert again.returncode == 0 and "no bundle to request" in again.stderr
     assert "1 with a request already open or approved" in again.stderr
     # agents matches too, with a limit on how many it may ask for

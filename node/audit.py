@@ -1,0 +1,301 @@
+"""The audit trail: listing it, chaining it into the transparency log, verifying it.
+
+Every audit event (who did what, when: node.queries.audit and the federation service)
+(but those of NOT_LOGGED) is entered in this node's transparency log as an entry of
+kind `audit` whose payload
+is the event in canonical JSON (`audit_payload`), in id order, by the federation loop
+(node.publish.Publisher.log_audit) a few seconds after it happens. Other members
+receive only the leaf hashes of these entries (node.fedservice.PUBLIC_ENTRY_KINDS),
+never the events, but they cosign the checkpoints that cover them. So an event that is
+edited or deleted after it was logged no longer matches its log entry, and a log entry
+that is edited or deleted changes the log's root, which the members that witnessed
+the checkpoint hold. `verify_trail` checks the first; the members' replicas and
+witnesses catch the second (docs/audit.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Row, and_, bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from crypto.merkle import leaf_hash, root_hash
+from node import models as m
+from node.db import Database
+from node.translog import TransparencyLog, lock_appends
+
+AUDIT_KIND: Final = "audit"
+#: Audit events that are not entered in the log. A witness's cosignature of this log's
+#: checkpoint is itself kept (log_cosignatures) and is evidence on its own; entering its
+#: audit event would add an entry, so a new checkpoint, so a new cosignature, without end.
+NOT_LOGGED: Final = frozenset({"federation.SubmitCosignature"})
+PAYLOAD_TYPE: Final = "compact.audit/v1"
+BATCH: Final = 1000
+_EVENTS: Final = m.Base.metadata.tables["audit_events"]
+_ENTRIES: Final = m.Base.metadata.tables["log_entries"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    outcome: str
+    detail: dict[str, Any]
+    log_index: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "outcome": self.outcome,
+            "detail": self.detail,
+            "log_index": self.log_index,
+        }
+
+
+def _row(r: Row[Any]) -> AuditRow:
+    return AuditRow(
+        id=int(r.id),
+        at=r.at,
+        actor=r.actor,
+        action=r.action,
+        target=r.target,
+        outcome=r.outcome,
+        detail=dict(r.detail or {}),
+        log_index=None if r.log_index is None else int(r.log_index),
+    )
+
+
+def audit_payload(state: str, event: AuditRow) -> bytes:
+    """The log entry payload of one audit event: canonical JSON (sorted keys, no
+    whitespace, UTF-8), the same bytes whenever it is computed from the stored row."""
+    obj = {
+        "type": PAYLOAD_TYPE,
+        "state": state,
+        "id": event.id,
+        "at": event.at.isoformat(),
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "outcome": event.outcome,
+        "detail": event.detail,
+    }
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def log_audit(db: Database, log: TransparencyLog, state: str) -> int:
+    """Enter every audit event not yet logged in the transparency log, in id order and
+    in batches, each batch in one transaction with the events' `log_index`."""
+    done = 0
+    while True:
+        with db.write() as s:
+            lock_appends(s)  # before the select: two loggers never log one event twice
+            rows = [
+                _row(r)
+                for r in s.execute(
+                    select(_EVENTS)
+                    .where(_EVENTS.c.log_index.is_(None), _EVENTS.c.action.not_in(NOT_LOGGED))
+                    .order_by(_EVENTS.c.id)
+                    .limit(BATCH)
+                )
+            ]
+            if not rows:
+                return done
+            indexes = log.append_in(s, AUDIT_KIND, [audit_payload(state, r) for r in rows])
+            s.execute(
+                update(_EVENTS)
+                .where(_EVENTS.c.id == bindparam("event_id"))
+                .values(log_index=bindparam("index")),
+                [{"event_id": r.id, "index": i} for r, i in zip(rows, indexes, strict=True)],
+            )
+            done += len(rows)
+
+
+def list_events(
+    db: Database,
+    *,
+    user: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+) -> list[AuditRow]:
+    """The newest `limit` events that match, oldest first. `action` matches the action
+    or, ending in `.`, every action it prefixes (`bundle.`)."""
+    query = select(_EVENTS)
+    if user is not None:
+        query = query.where(_EVENTS.c.actor == user)
+    if action is not None:
+        if action.endswith("."):
+            query = query.where(_EVENTS.c.action.startswith(action, autoescape=True))
+        else:
+            query = query.where(_EVENTS.c.action == action)
+    if since is not None:
+        query = query.where(_EVENTS.c.at >= since)
+    if until is not None:
+        query = query.where(_EVENTS.c.at < until)
+    with db.read() as s:
+        rows = [_row(r) for r in s.execute(query.order_by(_EVENTS.c.id.desc()).limit(limit))]
+    rows.reverse()
+    return rows
+
+
+@dataclass
+class TrailReport:
+    """What `verify_trail` found; `problems` is empty when the trail is intact."""
+
+    events: int = 0
+    logged: int = 0
+    not_logged: int = 0  # NOT_LOGGED actions, by design
+    pending: int = 0
+    oldest_pending: datetime | None = None
+    log_size: int = 0
+    checkpoint_size: int | None = None
+    witnessed_size: int | None = None
+    covered: int = 0
+    witnesses: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": not self.problems,
+            "events": self.events,
+            "logged": self.logged,
+            "not_logged_by_design": self.not_logged,
+            "pending": self.pending,
+            "oldest_pending": self.oldest_pending.isoformat() if self.oldest_pending else None,
+            "log_size": self.log_size,
+            "checkpoint_size": self.checkpoint_size,
+            "witnessed_size": self.witnessed_size,
+            "witnessed_events": self.covered,
+            "witnesses": self.witnesses,
+            "problems": self.problems,
+        }
+
+
+MAX_PROBLEMS: Final = 100
+
+
+def verify_trail(db: Database, state: str) -> TrailReport:
+    """Check every logged audit event against its log entry, every audit entry against
+    an event, and the newest checkpoint's root against the log's leaves."""
+    report = TrailReport()
+    with db.read() as s:
+        _check_events(s, state, report)
+        _check_orphans(s, report)
+        _check_checkpoint(s, report)
+    return report
+
+
+def _problem(report: TrailReport, text: str) -> None:
+    if len(report.problems) < MAX_PROBLEMS:
+        report.problems.append(text)
+    elif len(report.problems) == MAX_PROBLEMS:
+        report.problems.append("(more problems not listed)")
+
+
+def _check_events(s: Session, state: str, report: TrailReport) -> None:
+    after = 0
+    while True:
+        batch = s.execute(
+            select(_EVENTS, _ENTRIES.c.kind, _ENTRIES.c.payload, _ENTRIES.c.leaf_hash)
+            .outerjoin(_ENTRIES, _ENTRIES.c["index"] == _EVENTS.c.log_index)
+            .where(_EVENTS.c.id > after)
+            .order_by(_EVENTS.c.id)
+            .limit(BATCH)
+        ).all()
+        if not batch:
+            return
+        for r in batch:
+            event = _row(r)
+            after = event.id
+            report.events += 1
+            if event.log_index is None and event.action in NOT_LOGGED:
+                report.not_logged += 1
+                continue
+            if event.log_index is None:
+                report.pending += 1
+                if report.oldest_pending is None or event.at < report.oldest_pending:
+                    report.oldest_pending = event.at
+                continue
+            report.logged += 1
+            where = f"audit event {event.id} (log entry {event.log_index})"
+            if r.kind is None:
+                _problem(report, f"{where}: the log has no such entry")
+            elif r.kind != AUDIT_KIND:
+                _problem(report, f"{where}: the entry is of kind {r.kind!r}, not an audit entry")
+            elif bytes(r.payload) != audit_payload(state, event):
+                _problem(report, f"{where}: the event differs from what was logged (edited)")
+            elif bytes(r.leaf_hash) != leaf_hash(bytes(r.payload)):
+                _problem(report, f"{where}: the entry's leaf hash does not match its payload")
+
+
+def _check_orphans(s: Session, report: TrailReport) -> None:
+    orphans = s.execute(
+        select(_ENTRIES.c["index"])
+        .outerjoin(_EVENTS, _EVENTS.c.log_index == _ENTRIES.c["index"])
+        .where(and_(_ENTRIES.c.kind == AUDIT_KIND, _EVENTS.c.id.is_(None)))
+        .order_by(_ENTRIES.c["index"])
+        .limit(MAX_PROBLEMS + 1)
+    ).all()
+    for (index,) in orphans:
+        _problem(report, f"log entry {index}: an audit entry whose event is gone (deleted)")
+
+
+def _check_checkpoint(s: Session, report: TrailReport) -> None:
+    report.log_size = int(s.scalar(select(func.count()).select_from(_ENTRIES)) or 0)
+    cp = s.execute(
+        select(m.LogCheckpoint.size, m.LogCheckpoint.root_hash)
+        .order_by(m.LogCheckpoint.size.desc())
+        .limit(1)
+    ).first()
+    if cp is None:
+        return
+    size, root = int(cp[0]), bytes(cp[1])
+    report.checkpoint_size = size
+    leaves: Sequence[bytes] = [
+        bytes(h)
+        for h in s.scalars(
+            select(_ENTRIES.c.leaf_hash)
+            .where(_ENTRIES.c["index"] < size)
+            .order_by(_ENTRIES.c["index"])
+        )
+    ]
+    if len(leaves) != size:
+        _problem(
+            report, f"the newest checkpoint covers {size} entries; the log holds {len(leaves)}"
+        )
+    elif root_hash(leaves) != root:
+        _problem(
+            report, f"the log's entries do not hash to the root of its checkpoint of size {size}"
+        )
+    witnessed = s.scalar(select(func.max(m.LogCosignature.size)))
+    if witnessed is None:
+        return
+    report.witnessed_size = int(witnessed)
+    report.covered = int(
+        s.scalar(
+            select(func.count())
+            .select_from(_EVENTS)
+            .where(_EVENTS.c.log_index < report.witnessed_size)
+        )
+        or 0
+    )
+    report.witnesses = list(
+        s.scalars(
+            select(m.LogCosignature.witness)
+            .where(m.LogCosignature.size == report.witnessed_size)
+            .order_by(m.LogCosignature.witness)
+        )
+    )

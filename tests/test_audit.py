@@ -1,0 +1,186 @@
+"""The audit trail: listing it, entering it in the transparency log, and catching every
+edit or deletion afterwards (node.audit), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+from sqlalchemy import delete, update
+
+from crypto.merkle import leaf_hash
+from crypto.note import Signer
+from crypto.signing import SigningKey
+from node import models as m
+from node.audit import AUDIT_KIND, NOT_LOGGED, audit_payload, list_events, log_audit, verify_trail
+from node.cli import main
+from node.db import Database
+from node.queries import audit
+from node.translog import TransparencyLog
+from tests.helpers import make_storage
+from tests.nodeproc import init_test_node, user_env
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def _events(db: Database) -> None:
+    with db.write() as s:
+        audit(s, actor="ana", action="read_personal", target="IL-1", now=T0)
+        detail = {"redactions": ["people"], "n": 2, "é": "ü"}
+        audit(s, actor="kim", action="bundle.decide", target="IL-2", outcome="approved",
+              detail=detail, now=T0 + timedelta(hours=1))  # fmt: skip
+        audit(s, actor="member:MN", action="federation.SubmitCosignature", target=None,
+              detail={"size": 3}, now=T0 + timedelta(hours=2))  # fmt: skip
+        audit(s, actor="ana", action="bundle.request", target="MN-3", now=T0 + timedelta(days=1))
+
+
+def _logged(database_url: str, tmp_path: Path) -> tuple[Database, TransparencyLog, Signer]:
+    storage = make_storage(database_url, tmp_path)
+    db = storage.db
+    log = TransparencyLog(db)
+    signer = Signer("il.example/log", SigningKey.generate())
+    _events(db)
+    assert log_audit(db, log, "IL") == 3  # the cosignature event is not entered (NOT_LOGGED)
+    log.sign_checkpoint(signer, origin="il.example/log")
+    return db, log, signer
+
+
+def test_each_event_is_entered_once_in_order_as_its_canonical_payload(
+    database_url: str, tmp_path: Path
+) -> None:
+    db, log, _ = _logged(database_url, tmp_path)
+    assert log_audit(db, log, "IL") == 0  # nothing twice
+    entries = log.entries(0, 10)
+    assert [kind for _, kind, _ in entries] == [AUDIT_KIND] * 3
+    events = list_events(db)
+    logged = [e for e in events if e.action not in NOT_LOGGED]
+    assert [e.log_index for e in logged] == [0, 1, 2]
+    for (index, _, payload), event in zip(entries, logged, strict=True):
+        assert index == event.log_index
+        assert payload == audit_payload("IL", event)
+        assert json.loads(payload)["actor"] == event.actor
+    (cosig,) = [e for e in events if e.action in NOT_LOGGED]
+    assert cosig.log_index is None
+    report = verify_trail(db, "IL")
+    assert report.problems == []
+    assert (report.events, report.logged, report.not_logged, report.pending) == (4, 3, 1, 0)
+    assert report.checkpoint_size == 3
+
+
+def test_an_event_not_yet_logged_is_pending_not_a_problem(
+    database_url: str, tmp_path: Path
+) -> None:
+    db, _, _ = _logged(database_url, tmp_path)
+    with db.write() as s:
+        audit(s, actor="ana", action="command", target="compact hits")
+    report = verify_trail(db, "IL")
+    assert report.problems == [] and report.pending == 1 and report.oldest_pending is not None
+
+
+def test_an_edited_event_is_caught(database_url: str, tmp_path: Path) -> None:
+    db, _, _ = _logged(database_url, tmp_path)
+    with db.write() as s:
+        s.execute(update(m.AuditEvent).where(m.AuditEvent.actor == "kim").values(actor="someone"))
+    (problem,) = verify_trail(db, "IL").problems
+    assert "differs from what was logged (edited)" in problem and "log entry 1" in problem
+
+
+def test_an_edited_detail_or_time_is_caught(database_url: str, tmp_path: Path) -> None:
+    db, _, _ = _logged(database_url, tmp_path)
+    with db.write() as s:
+        s.execute(
+            update(m.AuditEvent)
+            .where(m.AuditEvent.action == "read_personal")
+            .values(at=T0 + timedelta(seconds=1))
+        )
+        s.execute(
+            update(m.AuditEvent)
+            .where(m.AuditEvent.action == "bundle.decide")
+            .values(detail={"redactions": [], "n": 2, "é": "ü"})
+        )
+    assert len(verify_trail(db, "IL").problems) == 2
+
+
+def test_a_deleted_event_is_caught(database_url: str, tmp_path: Path) -> None:
+    db, _, _ = _logged(database_url, tmp_path)
+    with db.write() as s:
+        s.execute(delete(m.AuditEvent).where(m.AuditEvent.action == "bundle.request"))
+    (problem,) = verify_trail(db, "IL").problems
+    assert problem == "log entry 2: an audit entry whose event is gone (deleted)"
+
+
+def test_an_event_pointed_at_another_entry_is_caught(database_url: str, tmp_path: Path) -> None:
+    db, _, _ = _logged(database_url, tmp_path)
+    with db.write() as s:  # swap two events' log indexes (each still names a real entry)
+        s.execute(update(m.AuditEvent).where(m.AuditEvent.log_index == 0).values(log_index=99))
+        s.execute(update(m.AuditEvent).where(m.AuditEvent.log_index == 1).values(log_index=0))
+        s.execute(update(m.AuditEvent).where(m.AuditEvent.log_index == 99).values(log_index=1))
+    assert len(verify_trail(db, "IL").problems) == 2
+
+
+def test_a_rewritten_log_entry_is_caught_by_the_checkpoint(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Rewriting the event, its entry's payload and its leaf hash together still fails:
+    the log no longer hashes to the root its (witnessed) checkpoint signed."""
+    db, _, _ = _logged(database_url, tmp_path)
+    event = next(e for e in list_events(db) if e.actor == "kim")
+    forged = audit_payload("IL", replace(event, actor="someone"))
+    with db.write() as s:
+        s.execute(update(m.AuditEvent).where(m.AuditEvent.id == event.id).values(actor="someone"))
+        s.execute(
+            update(m.LogEntry)
+            .where(m.LogEntry.index == event.log_index)
+            .values(payload=forged, leaf_hash=leaf_hash(forged))
+        )
+    (problem,) = verify_trail(db, "IL").problems
+    assert "do not hash to the root of its checkpoint of size 3" in problem
+
+
+def test_list_filters_by_user_action_prefix_and_time(database_url: str, tmp_path: Path) -> None:
+    storage = make_storage(database_url, tmp_path)
+    _events(storage.db)
+    db = storage.db
+    assert [e.action for e in list_events(db, user="ana")] == ["read_personal", "bundle.request"]
+    assert [e.actor for e in list_events(db, action="bundle.")] == ["kim", "ana"]
+    assert [e.actor for e in list_events(db, action="bundle")] == []
+    assert [e.action for e in list_events(db, action="bundle.decide")] == ["bundle.decide"]
+    since = list_events(db, since=T0 + timedelta(minutes=30), until=T0 + timedelta(hours=3))
+    assert [e.actor for e in since] == ["kim", "member:MN"]
+    assert [e.action for e in list_events(db, limit=2)] == [
+        "federation.SubmitCosignature",
+        "bundle.request",
+    ]  # the newest two, oldest first
+    assert list_events(db, action="%") == []  # LIKE metacharacters are literal
+
+
+def test_the_audit_command_filters_and_verify_exits_1_on_an_edit(tmp_path: Path) -> None:
+    config = init_test_node(tmp_path)
+    d = str(config.data_dir)
+    db = Database.from_url(config.database_url())
+    try:
+        _events(db)
+        runner = CliRunner()
+        reviewer = user_env(config, "rev", "reviewer")
+        out = runner.invoke(
+            main,
+            ["audit", "--user", "ana", "--since", "2026-03-02", "--json", "--data-dir", d],
+            env=reviewer,
+        )
+        assert out.exit_code == 0, out.output
+        assert [e["action"] for e in json.loads(out.stdout)["events"]] == ["bundle.request"]
+        bad = runner.invoke(main, ["audit", "--since", "March", "--data-dir", d], env=reviewer)
+        assert bad.exit_code == 2 and "--since" in bad.output
+        log_audit(db, TransparencyLog(db), "IL")
+        ok = runner.invoke(main, ["audit", "verify", "--json", "--data-dir", d], env=reviewer)
+        assert ok.exit_code == 0 and json.loads(ok.stdout)["ok"] is True
+        with db.write() as s:
+            s.execute(update(m.AuditEvent).where(m.AuditEvent.actor == "kim").values(outcome="x"))
+        failed = runner.invoke(main, ["audit", "verify", "--data-dir", d], env=reviewer)
+        assert failed.exit_code == 1 and "NOT intact" in failed.output
+        assert "edited" in failed.output
+    finally:
+        db.dispose()
