@@ -52,3 +52,32 @@ def _config_for_scripts() -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
+
+
+def known_revisions() -> list[str]:
+    """Every revision this version has, oldest first."""
+    script = ScriptDirectory.from_config(_config_for_scripts())
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why this version may not use the database, with the command that mends it, or
+    None when its schema is this version's newest. Raises the driver's error if the
+    database cannot be reached."""
+    current = current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return None
+    if current is None:
+        return (
+            f"the database has no schema yet; this version needs {head}: run `compact db upgrade`"
+        )
+    if current in known_revisions():
+        return (
+            f"the database schema is at {current}, this version needs {head}: "
+            "run `compact db upgrade` (back up the database first)"
+        )
+    return (
+        f"the database schema is at {current}, which this version does not know (its newest "
+        f"is {head}): a newer version of compact upgraded it; run that version"
+    )

@@ -183,20 +183,24 @@ def unlock(config: Config, secret: Secret) -> ks.NodeKeys:
         raise UnlockError(str(e)) from None
 
 
-def open_storage(config: Config, keys: ks.NodeKeys) -> NodeStorage:
-    """Connect the database (checking its schema is current) and the blob store."""
+def open_database(config: Config) -> Database:
+    """Connect the node's database, checking that its schema is this version's newest
+    (StorageError naming the command that mends it, if not)."""
     db = Database.from_url(config.database_url(), busy_timeout_ms=config.database.busy_timeout_ms)
     try:
-        current = migrate.current_revision(db.engine)
+        problem = migrate.schema_problem(db.engine)
     except Exception as e:  # noqa: BLE001 - any driver error means "cannot connect"
         db.dispose()
         raise StorageError(f"the database cannot be reached ({type(e).__name__})") from None
-    if current != migrate.head_revision():
+    if problem is not None:
         db.dispose()
-        raise StorageError(
-            f"the database schema is at {current or 'nothing'}, this version needs "
-            f"{migrate.head_revision()}: run `compact db upgrade`"
-        )
+        raise StorageError(problem)
+    return db
+
+
+def open_storage(config: Config, keys: ks.NodeKeys) -> NodeStorage:
+    """Connect the database (checking its schema is current) and the blob store."""
+    db = open_database(config)
     return NodeStorage(
         db=db,
         blobs=BlobStore(config.blob_dir, keys.data_key),
