@@ -57,6 +57,13 @@ MATTER_TITLE: Final = "Doe v. Noem"
 MATTER_ID: Final = "MN:DOE-V-NOEM"
 PURPOSE: Final = "Doe v. Noem: the same agent stopped the plaintiff in Minnesota"
 _SHOWN: Final = 6  # rows of each report printed
+#: The people the demo acts as: (state, user name) -> role (docs/roles.md).
+USERS: Final = {
+    ("IL", "analyst.ruiz"): "analyst",
+    ("IL", "reviewer.king"): "reviewer",
+    ("MN", "analyst.ortiz"): "analyst",
+    ("MN", "atty.chen"): "litigator",
+}
 
 
 class DemoFailed(Exception):
@@ -95,6 +102,7 @@ class Findings:
     request_id: str = ""
     package: Path | None = None
     exhibits: int = 0
+    audited: int = 0
 
 
 def free_loopback_port() -> int:
@@ -150,7 +158,7 @@ class Demo:
 
     # --- running commands --------------------------------------------------------------------
 
-    def _section(self, title: str, total: int = 7) -> None:
+    def _section(self, title: str, total: int = 8) -> None:
         self._numbered += 1
         self._step = title
         self.console.rule(f"[bold]{self._numbered}/{total}  {title}", align="left")
@@ -158,24 +166,39 @@ class Demo:
     def _say(self, text: str) -> None:
         self.console.print(text, highlight=False)
 
+    def token_file(self, state: str, user: str) -> Path:
+        return self.root / "tokens" / f"{state.lower()}-{user}.token"
+
     def compact(
-        self, state: str | None, *args: str, show: bool = True, echo: bool = False
+        self,
+        state: str | None,
+        *args: str,
+        show: bool = True,
+        echo: bool = False,
+        user: str | None = None,
+        expect: int = 0,
     ) -> subprocess.CompletedProcess[str]:
-        """`compact ARGS [--data-dir STATE's folder]` in a child process, shown first; one
-        that fails ends the step."""
+        """`compact ARGS [--data-dir STATE's folder]` in a child process, shown first, as
+        `user` of that state (else the node's admin); one that does not exit `expect`
+        ends the step."""
         argv = list(args)
+        env = {**os.environ, "COLUMNS": str(max(self.console.width, 120))}
+        env.pop("COMPACT_TOKEN_FILE", None)
+        prefix = ""
         if state is not None:
             argv += ["--data-dir", str(self.nodes[state].data_dir)]
+        if user is not None and state is not None:
+            env["COMPACT_TOKEN_FILE"] = str(self.token_file(state, user))
+            prefix = f"COMPACT_TOKEN_FILE={self._short(env['COMPACT_TOKEN_FILE'])} "
         if show:
             shown = " ".join(shlex.quote(self._short(a)) for a in argv)
-            self.console.print(f"[dim]$ compact {shown}[/dim]", highlight=False)
+            self.console.print(f"[dim]$ {prefix}compact {shown}[/dim]", highlight=False)
         result = subprocess.run(
             [sys.executable, "-m", "node.cli", *argv],
             capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=self.root,
-            timeout=self.timeout, check=False,
-            env={**os.environ, "COLUMNS": str(max(self.console.width, 120))},
+            timeout=self.timeout, check=False, env=env,
         )  # fmt: skip
-        if result.returncode != 0:
+        if result.returncode != expect:
             output = (result.stderr + result.stdout).strip()[-3000:]
             raise DemoFailed(
                 self._step, f"`compact {' '.join(args[:2])}` exited {result.returncode}:\n{output}"
@@ -186,8 +209,10 @@ class Demo:
                 self.console.print(shown_text, highlight=False, markup=False)
         return result
 
-    def json(self, state: str | None, *args: str, show: bool = True) -> Any:
-        result = self.compact(state, *args, "--json", show=show)
+    def json(
+        self, state: str | None, *args: str, show: bool = True, user: str | None = None
+    ) -> Any:
+        result = self.compact(state, *args, "--json", show=show, user=user)
         try:
             return json.loads(result.stdout)
         except json.JSONDecodeError:
@@ -225,6 +250,7 @@ class Demo:
         self.analyse()
         self.bundle()
         self.matter()
+        self.audit()
         return self.found
 
     def make_nodes(self) -> None:
@@ -244,6 +270,12 @@ class Demo:
             )  # fmt: skip
             set_setting(node.data_dir / "compact.toml", "sync_interval_seconds", self.sync_seconds)
         self._say(f"three nodes in {self.root}; each key file is in {self.root / 'keys'}")
+        (self.root / "tokens").mkdir(mode=0o700)
+        for (state, user), role in USERS.items():
+            self.compact(state, "users", "add", user, "--role", role,
+                         "--token-file", str(self.token_file(state, user)))  # fmt: skip
+        self._say(f"users and their tokens (the admin's is in each node's folder): "
+                  f"{self.root / 'tokens'}")  # fmt: skip
 
     def form_compact(self) -> None:
         self._section("Forming the compact: roster, OPRF key ceremony, signatures, pin")
@@ -356,7 +388,9 @@ class Demo:
 
     def analyse(self) -> None:
         self._section("What the compact shows: cross-state agents, teams, surges, hits")
-        matches = self.json("IL", "agents", "matches", "--min-strength", "strong")["matches"]
+        matches = self.json(
+            "IL", "agents", "matches", "--min-strength", "strong", user="analyst.ruiz"
+        )["matches"]
         self.found.matches = len(matches)
         if not matches:
             raise DemoFailed(self._step, "no agent was matched across states")
@@ -373,17 +407,17 @@ class Demo:
             f"(the seed planted {self.found.travellers_planted} travelling agents and two "
             "teams); ids are pseudonyms"
         )
-        units = self.json("IL", "patterns", "units")["rows"]
+        units = self.json("IL", "patterns", "units", user="analyst.ruiz")["rows"]
         for team in [u for u in units if u["states"] >= 2][:_SHOWN]:
             self._say(f"  team {team['team']}: {team['agents']} agents, {team['incidents']} "
                       f"incidents, {team['movement']}")  # fmt: skip
-        for row in self.json("IL", "patterns", "surges")["rows"][:_SHOWN]:
+        for row in self.json("IL", "patterns", "surges", user="analyst.ruiz")["rows"][:_SHOWN]:
             self._say(
                 f"  surge: {row['state']} {row['county']}, week of {row['week']}: "
                 f"{row['count']} incidents against a baseline of {row['baseline']:g} "
                 f"(p = {row['p_value']:.2g})"
             )
-        hits = self.json("IL", "hits", "--min-strength", "strong")["hits"]
+        hits = self.json("IL", "hits", "--min-strength", "strong", user="analyst.ruiz")["hits"]
         self.found.hits = len(hits)
         self._say(
             f"  {len(hits)} strong hits for IL: its incidents linked to another state's "
@@ -404,7 +438,7 @@ class Demo:
         self.found.evidence_incident = gid
         request = self.json(
             "MN", "bundle", "request", "--state", "IL", "--incident", gid, "--purpose", PURPOSE,
-            "--user", "analyst.ortiz",
+            user="analyst.ortiz",
         )  # fmt: skip
         request_id = str(request["request_id"])
         self.found.request_id = request_id
@@ -414,11 +448,17 @@ class Demo:
             return any(r["request_id"] == request_id for r in rows)
 
         self.wait("the request to reach IL", arrived)
-        self.compact("IL", "bundle", "list", "--incoming", echo=True)
-        self.compact("IL", "bundle", "approve", request_id, "--user", "reviewer.king")
+        self.compact("IL", "bundle", "list", "--incoming", echo=True, user="reviewer.king")
+        refused = self.compact("IL", "bundle", "approve", request_id, user="analyst.ruiz",
+                               expect=77)  # fmt: skip
+        self._say("  " + refused.stderr.strip().removeprefix("error: "))
+        self.compact("IL", "bundle", "approve", request_id, user="reviewer.king")
 
         def delivered() -> bool:
-            rows = self.json("MN", "bundle", "refresh", show=False)
+            # MN's own loop may receive the bundle before `refresh` does (refresh then
+            # reports nothing): the request's state is what counts.
+            self.compact("MN", "bundle", "refresh", show=False)
+            rows = self.json("MN", "bundle", "list", "--outgoing", show=False)
             state = next((r["state"] for r in rows if r["request_id"] == request_id), None)
             if state in ("denied", "failed"):
                 raise DemoFailed(self._step, f"the bundle request ended {state}")
@@ -430,19 +470,41 @@ class Demo:
     def matter(self) -> None:
         self._section("A matter, a court-ready exhibit package, verified offline")
         self.compact("MN", "matter", "create", MATTER_TITLE, "--states", "IL,CA",
-                     "--bates-prefix", "MN-IL", "--user", "atty.chen")  # fmt: skip
+                     "--bates-prefix", "MN-IL", user="atty.chen")  # fmt: skip
         self.compact("MN", "matter", "add-exhibit", MATTER_ID, "--incident",
                      self.found.evidence_incident, "--description",
                      "Photograph and witness statement of the stop (received from IL)",
-                     "--user", "atty.chen")  # fmt: skip
+                     user="atty.chen")  # fmt: skip
         out = self.root / "exhibits" / "doe-v-noem"
         out.parent.mkdir()
         report = self.json("MN", "exhibit", "export", MATTER_ID, str(out), "--zip", "--wait",
-                           "240", "--user", "atty.chen")  # fmt: skip
+                           "240", user="atty.chen")  # fmt: skip
         self.found.package = out
         self.found.exhibits = int(report["exhibits"])
         self.compact(None, "verify", str(out), "--roster-pin", self.found.pin, echo=True)
         self.compact(None, "verify", str(out) + ".zip", "--roster-pin", self.found.pin)
+
+    def audit(self) -> None:
+        self._section("The audit trail: every use, chained into the witnessed log")
+        self.compact("IL", "audit", "--action", "bundle.", echo=True, user="reviewer.king")
+
+        def verify() -> Any:
+            return self.json("IL", "audit", "verify", show=False, user="reviewer.king")
+
+        # Each look is itself an audit event: wait for the events there were at the start.
+        start = verify()
+        wanted = int(start["events"]) - int(start["not_logged_by_design"])
+
+        def witnessed() -> bool:
+            return int(verify()["witnessed_events"]) >= wanted
+
+        self.wait("IL's audit events to be logged and witnessed", witnessed)
+        report = self.json("IL", "audit", "verify", user="reviewer.king")
+        self.found.audited = int(report["logged"])
+        self._say(
+            f"  {report['logged']} audit events in IL's log, {report['witnessed_events']} of them "
+            f"under a checkpoint cosigned by {', '.join(report['witnesses'])}; none edited"
+        )
 
     # --- the end -----------------------------------------------------------------------------
 
@@ -459,13 +521,17 @@ class Demo:
             f"hits for IL   {f.hits}",
             f"bundle        {f.request_id} (MN from IL), delivered and verified",
             f"package       {f.package} and {f.package}.zip ({f.exhibits} exhibit)",
+            f"audit trail   IL: {f.audited} events in its log, cosigned by its peers",
+            f"user tokens   {self.root / 'tokens'}",
         ]  # fmt: skip
         for line in lines:
             self._say(line)
         if kept:
             self._say("\nThe three nodes are still running. Try, for example:")
             d = self.nodes["IL"].data_dir
+            tokens = self.root / "tokens"
             for example in (
+                f"COMPACT_TOKEN_FILE={tokens / 'il-analyst.ruiz.token'} "
                 f"compact agents matches --data-dir {d}",
                 f"compact patterns repeat --data-dir {d}",
                 f"compact incidents search --data-dir {d} --conduct masked_agent",

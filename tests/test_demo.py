@@ -53,8 +53,8 @@ def test_the_demo_runs_every_step_and_keeps_the_nodes(tmp_path: Path) -> None:
     pids = [int(p) for p in found.group(1).split()]
     try:
         assert len(pids) == 3 and all(_alive(p) for p in pids)
-        for step in range(1, 8):
-            assert f"{step}/7" in text
+        for step in range(1, 9):
+            assert f"{step}/8" in text
         pin = re.search(r"roster pin +([0-9a-f]{64})", text)
         assert pin is not None
         assert "MN-IL-000001: VERIFIED" in text
@@ -73,6 +73,15 @@ def test_the_demo_runs_every_step_and_keeps_the_nodes(tmp_path: Path) -> None:
             run_compact("bundle", "list", "--json", "--data-dir", str(root / "mn")).stdout
         )
         assert [r["state"] for r in delivered] == ["delivered"]
+        assert delivered[0]["requested_by"] == "analyst.ortiz"  # the token's user, not a label
+        assert delivered[0]["decided_by"] == "reviewer.king"
+        assert "may not approve or deny other members' bundle requests" in text
+        logged = re.search(r"audit trail +IL: (\d+) events in its log", text)
+        assert logged is not None and int(logged.group(1)) > 0
+        # IL's audit trail verifies (as its admin), now with the nodes still running
+        trail = run_compact("audit", "verify", "--json", "--data-dir", str(root / "il"))
+        report = json.loads(trail.stdout)
+        assert report["ok"] is True and report["witnesses"], report
     finally:
         _stop(pids)
 
