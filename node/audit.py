@@ -1,10 +1,10 @@
 """The audit trail: listing it, chaining it into the transparency log, verifying it.
 
 Every audit event (who did what, when: node.queries.audit and the federation service)
-(but those of NOT_LOGGED) is entered in this node's transparency log as an entry of
-kind `audit` whose payload
-is the event in canonical JSON (`audit_payload`), in id order, by the federation loop
-(node.publish.Publisher.log_audit) a few seconds after it happens. Other members
+but those of NOT_LOGGED is entered in this node's transparency log as an entry of kind
+`audit` whose payload is the event in canonical JSON (`audit_payload`), in the order
+the events were committed, by the federation loop (node.publish.Publisher.log_audit)
+within one cycle after it happens. Other members
 receive only the leaf hashes of these entries (node.fedservice.PUBLIC_ENTRY_KINDS),
 never the events, but they cosign the checkpoints that cover them. So an event that is
 edited or deleted after it was logged no longer matches its log entry, and a log entry
@@ -21,10 +21,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Row, and_, bindparam, func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from crypto.checkpoint import open_checkpoint
+from crypto.errors import CryptoError
 from crypto.merkle import leaf_hash, root_hash
+from crypto.note import Verifier
+from federation.naming import log_origin
 from node import models as m
 from node.db import Database
 from node.translog import TransparencyLog, lock_appends
@@ -165,6 +169,7 @@ class TrailReport:
     witnessed_size: int | None = None
     covered: int = 0
     witnesses: list[str] = field(default_factory=list)
+    signature_checked: bool = True
     problems: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -180,6 +185,7 @@ class TrailReport:
             "witnessed_size": self.witnessed_size,
             "witnessed_events": self.covered,
             "witnesses": self.witnesses,
+            "checkpoint_signature_checked": self.signature_checked,
             "problems": self.problems,
         }
 
@@ -187,14 +193,16 @@ class TrailReport:
 MAX_PROBLEMS: Final = 100
 
 
-def verify_trail(db: Database, state: str) -> TrailReport:
-    """Check every logged audit event against its log entry, every audit entry against
-    an event, and the newest checkpoint's root against the log's leaves."""
+def verify_trail(db: Database, state: str, log_key: Verifier | None = None) -> TrailReport:
+    """Check every logged audit event against its log entry, every entry that holds an
+    audit event (whatever its `kind` says) against an event, and the log against its
+    newest checkpoint, whose signature is checked with `log_key` (this node's log key
+    from the roster) when given."""
     report = TrailReport()
     with db.read() as s:
-        _check_events(s, state, report)
-        _check_orphans(s, report)
-        _check_checkpoint(s, report)
+        logged = _check_events(s, state, report)
+        _check_orphans(s, logged, report)
+        _check_checkpoint(s, state, log_key, report)
     return report
 
 
@@ -205,7 +213,9 @@ def _problem(report: TrailReport, text: str) -> None:
         report.problems.append("(more problems not listed)")
 
 
-def _check_events(s: Session, state: str, report: TrailReport) -> None:
+def _check_events(s: Session, state: str, report: TrailReport) -> set[int]:
+    """The log indexes of the logged events, each checked against its entry."""
+    logged: set[int] = set()
     after = 0
     while True:
         batch = s.execute(
@@ -216,7 +226,7 @@ def _check_events(s: Session, state: str, report: TrailReport) -> None:
             .limit(BATCH)
         ).all()
         if not batch:
-            return
+            return logged
         for r in batch:
             event = _row(r)
             after = event.id
@@ -230,6 +240,7 @@ def _check_events(s: Session, state: str, report: TrailReport) -> None:
                     report.oldest_pending = event.at
                 continue
             report.logged += 1
+            logged.add(event.log_index)
             where = f"audit event {event.id} (log entry {event.log_index})"
             if r.kind is None:
                 _problem(report, f"{where}: the log has no such entry")
@@ -241,46 +252,80 @@ def _check_events(s: Session, state: str, report: TrailReport) -> None:
                 _problem(report, f"{where}: the entry's leaf hash does not match its payload")
 
 
-def _check_orphans(s: Session, report: TrailReport) -> None:
-    orphans = s.execute(
-        select(_ENTRIES.c["index"])
-        .outerjoin(_EVENTS, _EVENTS.c.log_index == _ENTRIES.c["index"])
-        .where(and_(_ENTRIES.c.kind == AUDIT_KIND, _EVENTS.c.id.is_(None)))
-        .order_by(_ENTRIES.c["index"])
-        .limit(MAX_PROBLEMS + 1)
-    ).all()
-    for (index,) in orphans:
-        _problem(report, f"log entry {index}: an audit entry whose event is gone (deleted)")
+def _is_audit_payload(payload: bytes) -> bool:
+    if not payload.startswith(b'{"action":'):  # canonical: sorted keys, "action" first
+        return False
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and obj.get("type") == PAYLOAD_TYPE
 
 
-def _check_checkpoint(s: Session, report: TrailReport) -> None:
+def _check_orphans(s: Session, logged: set[int], report: TrailReport) -> None:
+    """Every entry that holds an audit event must be an audit entry of a logged event:
+    the leaf hash covers the payload, not `kind`, so a relabelled entry is found by what
+    it holds. Reads the whole log, in batches."""
+    index = _ENTRIES.c["index"]
+    after = -1
+    while True:
+        batch = s.execute(
+            select(index, _ENTRIES.c.kind, _ENTRIES.c.payload)
+            .where(index > after)
+            .order_by(index)
+            .limit(BATCH)
+        ).all()
+        if not batch:
+            return
+        for i, kind, payload in batch:
+            after = int(i)
+            if kind != AUDIT_KIND and not _is_audit_payload(bytes(payload)):
+                continue
+            if kind != AUDIT_KIND:
+                _problem(report, f"log entry {after}: holds an audit event but is marked {kind!r}")
+            elif after not in logged:
+                _problem(report, f"log entry {after}: an audit entry whose event is gone (deleted)")
+
+
+def _check_checkpoint(
+    s: Session, state: str, log_key: Verifier | None, report: TrailReport
+) -> None:
     report.log_size = int(s.scalar(select(func.count()).select_from(_ENTRIES)) or 0)
     cp = s.execute(
-        select(m.LogCheckpoint.size, m.LogCheckpoint.root_hash)
+        select(m.LogCheckpoint.size, m.LogCheckpoint.root_hash, m.LogCheckpoint.note)
         .order_by(m.LogCheckpoint.size.desc())
         .limit(1)
     ).first()
+    witnessed = s.scalar(select(func.max(m.LogCosignature.size)))
     if cp is None:
+        if witnessed is not None:
+            _problem(report, "checkpoints were cosigned but the log has none (deleted)")
         return
     size, root = int(cp[0]), bytes(cp[1])
     report.checkpoint_size = size
+    if log_key is not None:
+        try:
+            signed = open_checkpoint(cp[2], log=log_key, origin=log_origin(state))
+        except (CryptoError, ValueError):
+            _problem(report, f"the checkpoint of size {size} is not signed by this node's log key")
+        else:
+            if (signed.size, signed.root_hash) != (size, root):
+                _problem(report, f"the checkpoint of size {size} differs from its signed note")
+    else:
+        report.signature_checked = False
+    if witnessed is not None and int(witnessed) > size:
+        _problem(report, f"a checkpoint of size {witnessed} was cosigned but is gone (deleted)")
+    index = _ENTRIES.c["index"]
     leaves: Sequence[bytes] = [
         bytes(h)
-        for h in s.scalars(
-            select(_ENTRIES.c.leaf_hash)
-            .where(_ENTRIES.c["index"] < size)
-            .order_by(_ENTRIES.c["index"])
-        )
+        for h in s.scalars(select(_ENTRIES.c.leaf_hash).where(index < size).order_by(index))
     ]
     if len(leaves) != size:
-        _problem(
-            report, f"the newest checkpoint covers {size} entries; the log holds {len(leaves)}"
-        )
+        _problem(report, f"the newest checkpoint covers {size} entries; the log has {len(leaves)}")
     elif root_hash(leaves) != root:
         _problem(
             report, f"the log's entries do not hash to the root of its checkpoint of size {size}"
         )
-    witnessed = s.scalar(select(func.max(m.LogCosignature.size)))
     if witnessed is None:
         return
     report.witnessed_size = int(witnessed)

@@ -170,6 +170,16 @@ def audit_group(
     """The audit trail: who did what, when (the newest LIMIT events that match, oldest
     first). `compact audit verify` checks it against the transparency log."""
     if ctx.invoked_subcommand is not None:
+        given = [
+            p.opts[0]
+            for p in ctx.command.params
+            if isinstance(p, click.Option)
+            and ctx.get_parameter_source(p.name or "") is click.core.ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)}: give these after `{ctx.invoked_subcommand}`, not before"
+            )
         return
     ctx.invoke(
         audit_list,
@@ -234,12 +244,17 @@ def audit_verify(data_dir: Path, as_json: bool) -> None:
     """Check every logged audit event against its transparency-log entry, every audit
     entry against an event, and the log against its newest checkpoint. Exits 1 on any
     difference."""
+    from federation.naming import log_verifier
     from node.audit import verify_trail
+    from node.fedstore import current_roster
 
     config = _load(data_dir)
     db = _database(data_dir)
     try:
-        report = verify_trail(db, config.node.state)
+        roster = current_roster(db)
+        member = roster.member(config.node.state) if roster else None
+        key = log_verifier(config.node.state, member.signing_key) if member else None
+        report = verify_trail(db, config.node.state, key)
     finally:
         db.dispose()
     if as_json:
@@ -249,13 +264,18 @@ def audit_verify(data_dir: Path, as_json: bool) -> None:
         out.print(
             f"{report.events} audit events: {report.logged} in the transparency log, "
             f"{report.pending} not yet (the next federation cycle logs them), "
-            f"{report.not_logged} witness cosignatures (kept in their own table)",
+            f"{report.not_logged} witness cosignature submissions (not logged by design)",
             highlight=False,
         )
         if report.checkpoint_size is not None:
+            signed = (
+                "its signature checked against the roster"
+                if report.signature_checked
+                else "its signature NOT checked (this node is in no compact)"
+            )
             out.print(
                 f"log of {report.log_size} entries; newest checkpoint covers "
-                f"{report.checkpoint_size}",
+                f"{report.checkpoint_size}, {signed}",
                 highlight=False,
             )
         if report.witnessed_size is not None:

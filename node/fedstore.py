@@ -45,6 +45,13 @@ class NotInCompactError(FederationError):
     """This node has not applied a roster yet (it is not part of a compact)."""
 
 
+def current_roster(db: Database) -> Roster | None:
+    """The roster in force in `db` (the newest applied version), or None before the
+    first; needs no key material."""
+    with db.read() as s:
+        return _current(s)
+
+
 class FederationStore:
     """Rosters, member certificates, the OPRF share and pseudonyms of one node."""
 
@@ -57,8 +64,7 @@ class FederationStore:
 
     def roster(self) -> Roster | None:
         """The roster in force (the newest applied version), or None before the first."""
-        with self.db.read() as s:
-            return _current(s)
+        return current_roster(self.db)
 
     def require_roster(self) -> Roster:
         roster = self.roster()

@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
-from crypto.merkle import leaf_hash
+from crypto.merkle import leaf_hash, root_hash
 from crypto.note import Signer
 from crypto.signing import SigningKey
+from federation.naming import log_origin, log_signer
 from node import models as m
 from node.audit import AUDIT_KIND, NOT_LOGGED, audit_payload, list_events, log_audit, verify_trail
 from node.cli import main
@@ -41,10 +42,10 @@ def _logged(database_url: str, tmp_path: Path) -> tuple[Database, TransparencyLo
     storage = make_storage(database_url, tmp_path)
     db = storage.db
     log = TransparencyLog(db)
-    signer = Signer("il.example/log", SigningKey.generate())
+    signer = log_signer("IL", SigningKey.generate())
     _events(db)
     assert log_audit(db, log, "IL") == 3  # the cosignature event is not entered (NOT_LOGGED)
-    log.sign_checkpoint(signer, origin="il.example/log")
+    log.sign_checkpoint(signer, origin=log_origin("IL"))
     return db, log, signer
 
 
@@ -174,7 +175,11 @@ def test_the_audit_command_filters_and_verify_exits_1_on_an_edit(tmp_path: Path)
         assert [e["action"] for e in json.loads(out.stdout)["events"]] == ["bundle.request"]
         bad = runner.invoke(main, ["audit", "--since", "March", "--data-dir", d], env=reviewer)
         assert bad.exit_code == 2 and "--since" in bad.output
-        log_audit(db, TransparencyLog(db), "IL")
+        log = TransparencyLog(db)
+        log_audit(db, log, "IL")
+        log.sign_checkpoint(
+            Signer("il.example/log", SigningKey.generate()), origin="il.example/log"
+        )
         ok = runner.invoke(main, ["audit", "verify", "--json", "--data-dir", d], env=reviewer)
         assert ok.exit_code == 0 and json.loads(ok.stdout)["ok"] is True
         with db.write() as s:
@@ -184,3 +189,46 @@ def test_the_audit_command_filters_and_verify_exits_1_on_an_edit(tmp_path: Path)
         assert "edited" in failed.output
     finally:
         db.dispose()
+
+
+def test_a_relabelled_entry_of_a_deleted_event_is_caught(database_url: str, tmp_path: Path) -> None:
+    """The leaf hash covers the payload, not `kind`: an entry is found by what it holds."""
+    db, _, _ = _logged(database_url, tmp_path)
+    with db.write() as s:
+        s.execute(delete(m.AuditEvent).where(m.AuditEvent.log_index == 2))
+        s.execute(update(m.LogEntry).where(m.LogEntry.index == 2).values(kind="custody"))
+    (problem,) = verify_trail(db, "IL").problems
+    assert problem == "log entry 2: holds an audit event but is marked 'custody'"
+
+
+def test_the_checkpoint_is_checked_against_its_signed_note(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Rewriting an event, its entry and the checkpoint's root column is caught by the
+    note's signature; deleting cosigned checkpoints is caught by their cosignatures."""
+    db, _, signer = _logged(database_url, tmp_path)
+    key = signer.verifier()
+    assert verify_trail(db, "IL", key).problems == []
+    event = next(e for e in list_events(db) if e.actor == "kim")
+    forged = audit_payload("IL", replace(event, actor="someone"))
+    with db.write() as s:
+        s.execute(update(m.AuditEvent).where(m.AuditEvent.id == event.id).values(actor="someone"))
+        s.execute(
+            update(m.LogEntry)
+            .where(m.LogEntry.index == event.log_index)
+            .values(payload=forged, leaf_hash=leaf_hash(forged))
+        )
+        leaves = [
+            bytes(h) for h in s.scalars(select(m.LogEntry.leaf_hash).order_by(m.LogEntry.index))
+        ]
+        s.execute(update(m.LogCheckpoint).values(root_hash=root_hash(leaves)))
+    assert verify_trail(db, "IL").problems == []  # without the key, only the column is seen
+    assert verify_trail(db, "IL", key).problems == [
+        "the checkpoint of size 3 differs from its signed note"
+    ]
+    with db.write() as s:
+        s.add(m.LogCosignature(size=3, witness="MN", signature_line="x", received_at=T0))
+        s.execute(delete(m.LogCheckpoint))
+    assert verify_trail(db, "IL").problems == [
+        "checkpoints were cosigned but the log has none (deleted)"
+    ]
