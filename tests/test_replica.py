@@ -220,7 +220,8 @@ def test_replica_equals_the_origins_published_index(
         ],
     )
     report = publish(il, helper("MN"))
-    assert report.published == 2 and report.checkpoint_size == 2
+    # the two index entries, and the audit events (the import) logged after them
+    assert report.published == 2 and report.checkpoint_size == 2 + report.audit
     assert replicate(mn, il) == 2
     assert replica_rows(mn, "IL") == published(il)
     assert pseudonym_rows(mn, "IL") == pseudonym_rows(il, "IL")
@@ -339,13 +340,14 @@ def test_forged_entry(pair: tuple[Side, Side], tmp_path: Path) -> None:
     ingest(il, tmp_path, [il_record("IL-1", "1")])
     publish(il, helper("MN"))
     replicate(mn, il)
+    size = il.log.size()  # the index entry and the import's audit event
     good = IL_entry_payload(il)
     forged = sign_envelope(PAYLOAD_TYPE, good.payload(), [CA.key]).to_json()
     _append_and_sign(il, [forged])
     with pytest.raises(ReplicaError) as e:
         replicate(mn, il)
     assert e.value.kind == "bad-entry"
-    assert _count(mn) == 1 and Replicas(mn.storage.db).state_of("IL").size == 1
+    assert _count(mn) == 1 and Replicas(mn.storage.db).state_of("IL").size == size
 
 
 def IL_entry_payload(il: Side) -> Any:
@@ -406,7 +408,10 @@ def test_two_roots_for_one_size(pair: tuple[Side, Side], tmp_path: Path) -> None
     ingest(il, tmp_path, [il_record("IL-1", "1")])
     publish(il, helper("MN"))
     replicate(mn, il)
-    fake = sign_checkpoint(Checkpoint(log_origin("IL"), 1, b"\x07" * 32), log_signer("IL", IL.key))
+    size = il.log.size()
+    fake = sign_checkpoint(
+        Checkpoint(log_origin("IL"), size, b"\x07" * 32), log_signer("IL", IL.key)
+    )
     with pytest.raises(ReplicaError, match="two different roots") as e:
         Replicas(mn.storage.db).accept_checkpoint(ROSTER.members[1], fake, [], now=NOW)
     assert e.value.kind == "forked-log"
