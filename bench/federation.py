@@ -124,13 +124,13 @@ def wait_published(config: Config, count: int, node: NodeProcess, timeout: float
 
 
 def origin_envelopes(config: Config) -> list[bytes]:
-    """The DSSE envelopes in a node's log, in log order."""
+    """The index entries' DSSE envelopes in a node's log, in log order (the log also
+    holds audit entries, which peers receive as leaf hashes only)."""
     db = _open_db(config)
     try:
         with db.read() as s:
-            return [
-                bytes(p) for p in s.scalars(select(m.LogEntry.payload).order_by(m.LogEntry.index))
-            ]
+            query = select(m.LogEntry.payload).where(m.LogEntry.kind == "index-entry")
+            return [bytes(p) for p in s.scalars(query.order_by(m.LogEntry.index))]
     finally:
         db.dispose()
 
