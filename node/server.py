@@ -48,8 +48,9 @@ from node.importformat import decode_line, evidence_path_problem
 from node.ingest import NodeStorage, ingest
 from node.normalize import KeyQueryError, parse_query_key
 from node.records import IngestReport, LineError, SearchFilters, SearchQuery
+from node.roles import PERMISSION_TEXT, Permission
 from node.setup import clear_server_info, write_server_info
-from node.users import PERMISSION_TEXT, Permission, Principal, authenticate
+from node.users import Principal, authenticate
 from node.vocab import AGENCY, CONDUCT, LOCATION_KIND, STATUS
 
 log = structlog.get_logger("compact.server")

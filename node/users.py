@@ -33,7 +33,7 @@ from node import models as m
 from node.db import Database
 from node.errors import InvalidArgumentError, NotFoundError
 from node.queries import audit
-from node.roles import PERMISSION_TEXT, ROLES, Permission
+from node.roles import ROLES, Permission
 
 TOKEN_PREFIX: Final = "cpt_"  # noqa: S105 - a prefix, not a secret
 _NAME: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -123,9 +123,6 @@ def list_users(db: Database) -> list[tuple[str, str, bool, datetime]]:
 
 
 __all__ = [
-    "PERMISSION_TEXT",
-    "ROLES",
-    "Permission",
     "Principal",
     "add_user",
     "authenticate",

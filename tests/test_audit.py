@@ -122,12 +122,8 @@ def test_an_event_pointed_at_another_entry_is_caught(database_url: str, tmp_path
     assert len(verify_trail(db, "IL").problems) == 2
 
 
-def test_a_rewritten_log_entry_is_caught_by_the_checkpoint(
-    database_url: str, tmp_path: Path
-) -> None:
-    """Rewriting the event, its entry's payload and its leaf hash together still fails:
-    the log no longer hashes to the root its (witnessed) checkpoint signed."""
-    db, _, _ = _logged(database_url, tmp_path)
+def _rewrite_kims_event(db: Database) -> None:
+    """Change kim's logged event and rewrite its log entry's payload and leaf hash to match."""
     event = next(e for e in list_events(db) if e.actor == "kim")
     forged = audit_payload("IL", replace(event, actor="someone"))
     with db.write() as s:
@@ -137,6 +133,15 @@ def test_a_rewritten_log_entry_is_caught_by_the_checkpoint(
             .where(m.LogEntry.index == event.log_index)
             .values(payload=forged, leaf_hash=leaf_hash(forged))
         )
+
+
+def test_a_rewritten_log_entry_is_caught_by_the_checkpoint(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Rewriting the event, its entry's payload and its leaf hash together still fails:
+    the log no longer hashes to the root its (witnessed) checkpoint signed."""
+    db, _, _ = _logged(database_url, tmp_path)
+    _rewrite_kims_event(db)
     (problem,) = verify_trail(db, "IL").problems
     assert "do not hash to the root of its checkpoint of size 3" in problem
 
@@ -209,15 +214,8 @@ def test_the_checkpoint_is_checked_against_its_signed_note(
     db, _, signer = _logged(database_url, tmp_path)
     key = signer.verifier()
     assert verify_trail(db, "IL", key).problems == []
-    event = next(e for e in list_events(db) if e.actor == "kim")
-    forged = audit_payload("IL", replace(event, actor="someone"))
+    _rewrite_kims_event(db)
     with db.write() as s:
-        s.execute(update(m.AuditEvent).where(m.AuditEvent.id == event.id).values(actor="someone"))
-        s.execute(
-            update(m.LogEntry)
-            .where(m.LogEntry.index == event.log_index)
-            .values(payload=forged, leaf_hash=leaf_hash(forged))
-        )
         leaves = [
             bytes(h) for h in s.scalars(select(m.LogEntry.leaf_hash).order_by(m.LogEntry.index))
         ]
