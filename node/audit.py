@@ -28,7 +28,7 @@ from crypto.checkpoint import open_checkpoint
 from crypto.errors import CryptoError
 from crypto.merkle import leaf_hash, root_hash
 from crypto.note import Verifier
-from federation.naming import log_origin
+from federation.naming import log_origin, log_verifier
 from node import models as m
 from node.db import Database
 from node.translog import TransparencyLog, lock_appends
@@ -191,6 +191,16 @@ class TrailReport:
 
 
 MAX_PROBLEMS: Final = 100
+
+
+def verify_own_trail(db: Database, state: str) -> TrailReport:
+    """`verify_trail` with this node's log key from the roster in force (none before the
+    node is in a compact: the checkpoint's signature is then not checked)."""
+    from node.fedstore import current_roster
+
+    roster = current_roster(db)
+    member = roster.member(state) if roster else None
+    return verify_trail(db, state, log_verifier(state, member.signing_key) if member else None)
 
 
 def verify_trail(db: Database, state: str, log_key: Verifier | None = None) -> TrailReport:

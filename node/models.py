@@ -9,6 +9,8 @@ these models.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import date, datetime
 from typing import Any
 
@@ -27,7 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from node.db import UTCDateTime
 
@@ -41,6 +43,7 @@ NAMING_CONVENTION = {
 
 SHORT = 40  # vocabulary values
 TEXT = 1000  # names, ids, places (the import limit is configurable but never above this)
+MAX_AUDIT_DETAIL = 64 * 1024  # bytes of an audit event's detail, as JSON
 
 
 class Base(DeclarativeBase):
@@ -358,6 +361,17 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     # its entry in this node's transparency log (node.audit), once logged
     log_index: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+
+    @validates("detail")
+    def _bounded_detail(self, _key: str, detail: dict[str, Any]) -> dict[str, Any]:
+        """A detail too large for one log entry would stop the chaining of every later
+        event (node.audit.log_audit): above MAX_AUDIT_DETAIL bytes it is replaced by its
+        size and SHA-256."""
+        encoded = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
+        if len(encoded.encode()) <= MAX_AUDIT_DETAIL:
+            return detail
+        digest = hashlib.sha256(encoded.encode()).hexdigest()
+        return {"truncated": True, "bytes": len(encoded.encode()), "sha256": digest}
 
 
 class User(Base):

@@ -230,3 +230,28 @@ def test_the_checkpoint_is_checked_against_its_signed_note(
     assert verify_trail(db, "IL").problems == [
         "checkpoints were cosigned but the log has none (deleted)"
     ]
+
+
+def test_an_oversized_detail_is_replaced_by_its_digest_and_chaining_goes_on(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A detail too large for a log entry would stop every later event from being
+    chained; it is stored as its size and SHA-256 instead."""
+    import hashlib
+
+    storage = make_storage(database_url, tmp_path)
+    db, log = storage.db, TransparencyLog(storage.db)
+    huge = {"reason": "x" * (2 * 1024 * 1024)}
+    encoded = json.dumps(huge, sort_keys=True, separators=(",", ":")).encode()
+    with db.write() as s:
+        audit(s, actor="ana", action="bundle.deny", target="IL-1", detail=huge, now=T0)
+        audit(s, actor="ana", action="read_personal", target="IL-2", detail={"n": 1}, now=T0)
+    assert log_audit(db, log, "IL") == 2
+    first, second = list_events(db)
+    assert first.detail == {
+        "truncated": True,
+        "bytes": len(encoded),
+        "sha256": hashlib.sha256(encoded).hexdigest(),
+    }
+    assert second.detail == {"n": 1}
+    assert verify_trail(db, "IL").problems == []
