@@ -519,5 +519,9 @@ from node.cli_users import register as _register_users  # noqa: E402
 
 _register_users(main)
 
+from node.cli_monitor import register as _register_monitor  # noqa: E402
+
+_register_monitor(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

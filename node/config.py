@@ -274,6 +274,37 @@ class LimitSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """The Prometheus metrics endpoint and the gRPC health service (docs/operations.md)."""
+
+    metrics_listen: str = field(
+        default="",
+        metadata=_doc(
+            "host:port of the Prometheus metrics endpoint (plain HTTP, GET /metrics, no "
+            "authentication: keep it on loopback or a monitoring network). Empty: off. Port 0 "
+            "lets the OS choose (see run/metrics.json)."
+        ),
+    )
+    health_interval_seconds: float = field(
+        default=5.0,
+        metadata=_doc(
+            "How often the health service re-checks the database and the members.",
+            minimum=0.2,
+            maximum=3600,
+        ),
+    )
+    peer_stale_seconds: float = field(
+        default=600.0,
+        metadata=_doc(
+            "A member not synced successfully for this long is reported NOT_SERVING "
+            "(health services compact.peers and compact.peer.XX).",
+            minimum=1,
+            maximum=30 * 86_400,
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     """Logs: structlog JSON lines on stdout."""
 
@@ -293,6 +324,7 @@ class Config:
     federation: FederationSettings = field(default_factory=FederationSettings)
     bundles: BundleSettings = field(default_factory=BundleSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     def path(self, relative: str) -> Path:
@@ -329,6 +361,7 @@ _SECTIONS: Final[dict[str, type[Any]]] = {
     "federation": FederationSettings,
     "bundles": BundleSettings,
     "limits": LimitSettings,
+    "monitoring": MonitoringSettings,
     "logging": LoggingSettings,
 }
 
@@ -408,6 +441,8 @@ def validate_config(config: Config) -> None:
     parse_host_port(config.federation.listen, setting="federation.listen")
     if config.federation.endpoint:
         parse_host_port(config.federation.endpoint, setting="federation.endpoint")
+    if config.monitoring.metrics_listen:
+        parse_host_port(config.monitoring.metrics_listen, setting="monitoring.metrics_listen")
 
 
 def _is_within(path: Path, folder: Path) -> bool:

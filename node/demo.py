@@ -269,6 +269,7 @@ class Demo:
                 "--federation-listen", f"127.0.0.1:{node.federation_port}",
             )  # fmt: skip
             set_setting(node.data_dir / "compact.toml", "sync_interval_seconds", self.sync_seconds)
+            set_setting(node.data_dir / "compact.toml", "metrics_listen", '"127.0.0.1:0"')
         self._say(f"three nodes in {self.root}; each key file is in {self.root / 'keys'}")
         (self.root / "tokens").mkdir(mode=0o700)
         for (state, user), role in USERS.items():
@@ -536,12 +537,25 @@ class Demo:
                 f"compact patterns repeat --data-dir {d}",
                 f"compact incidents search --data-dir {d} --conduct masked_agent",
                 f"compact verify {f.package} --roster-pin {f.pin}",
+                f"compact health --data-dir {d}",
+                *self._metrics_urls(),
             ):
                 self._say(f"  {example}")
             pids = " ".join(str(n.proc.pid) for n in self.nodes.values() if n.proc)
             self._say(f"Stop them with: kill {pids}")
         else:
             self._say(f"\nThe nodes are stopped; remove the folder with: rm -rf {self.root}")
+
+    def _metrics_urls(self) -> list[str]:
+        """`curl` lines for each running node's Prometheus endpoint (run/metrics.json)."""
+        out = []
+        for state, node in self.nodes.items():
+            try:
+                info = json.loads((node.data_dir / "run" / "metrics.json").read_text("utf-8"))
+            except (OSError, ValueError):
+                continue
+            out.append(f"curl -s http://127.0.0.1:{int(info['port'])}/metrics   # {state}")
+        return out
 
     def stop(self) -> list[str]:
         """Stop every node (SIGTERM, then SIGKILL after 30 s); the states that did not stop

@@ -890,11 +890,14 @@ async def start_federation_server(
     tls_key_pem: bytes,
     tls_cert_pem: bytes,
     max_receive_message_bytes: int = DEFAULT_MAX_RECEIVE_BYTES,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    health_servicer: health.aio.HealthServicer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Serve FederationService (and gRPC health) with mutual TLS; returns the server and port.
 
     Only the current roster members' certificates are trusted as clients (our own
-    alone before the first roster). The caller stops the server.
+    alone before the first roster). The caller stops the server; it may pass the health
+    servicer to keep setting its statuses (node.monitor.watch_health).
     """
     host, port = parse_host_port(listen, setting="federation.listen")
     trusted = _TrustedClients(store, tls_key_pem, tls_cert_pem)
@@ -905,15 +908,16 @@ async def start_federation_server(
         require_client_authentication=True,
     )
     server = grpc.aio.server(
+        interceptors=tuple(interceptors),
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", max_receive_message_bytes),
-        ]
+        ],
     )
     handlers = _method_handlers(servicer)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health_servicer or health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:

@@ -17,6 +17,7 @@ import shutil
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -46,6 +47,7 @@ from node.evidence import ResolvedEvidence, StagedEvidence
 from node.importfile import Decoded
 from node.importformat import decode_line, evidence_path_problem
 from node.ingest import NodeStorage, ingest
+from node.monitor import HealthServicer, Metrics, MetricsEndpoint, watch_health
 from node.normalize import KeyQueryError, parse_query_key
 from node.records import IngestReport, LineError, SearchFilters, SearchQuery
 from node.roles import PERMISSION_TEXT, Permission
@@ -454,7 +456,11 @@ async def serve(
     background (node.fednode).
     """
     s = config.server
+    metrics = Metrics(
+        storage.db, config.node.state, oprf_daily_limit=config.federation.oprf_daily_limit
+    )
     server = grpc.aio.server(
+        interceptors=(metrics.interceptor(),),
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", s.max_receive_message_bytes),
@@ -463,7 +469,7 @@ async def serve(
         maximum_concurrent_rpcs=s.max_concurrent_rpcs,
     )
     pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(config, storage), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -480,47 +486,86 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    federation: tuple[grpc.aio.Server, asyncio.Task[None]] | None = None
+    federation: _Federation | None = None
+    endpoint: MetricsEndpoint | None = None
+    watching: asyncio.Task[None] | None = None
     try:
         await server.start()
-        for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        if config.monitoring.metrics_listen:
+            mhost, mport = parse_host_port(
+                config.monitoring.metrics_listen, setting="monitoring.metrics_listen"
+            )
+            try:
+                endpoint = MetricsEndpoint(metrics, mhost, mport)
+            except OSError:
+                raise StorageError(f"cannot listen on {config.monitoring.metrics_listen}") from None
+            write_server_info(config, mhost, endpoint.port, name="metrics.json")
+            log.info("metrics.started", host=mhost, port=endpoint.port)
         write_server_info(config, host, bound)
         log.info("server.started", host=host, port=bound, state=config.node.state)
         if keys:
-            federation = await _start_federation(config, storage, keys, stop)
+            federation = await _start_federation(config, storage, keys, stop, metrics)
+        watching = asyncio.create_task(
+            watch_health(
+                storage.db,
+                config.node.state,
+                node=health_servicer,
+                node_services=(SERVICE_NAME,),
+                federation=(federation.health, federation.service) if federation else None,
+                interval_seconds=config.monitoring.health_interval_seconds,
+                peer_stale_seconds=config.monitoring.peer_stale_seconds,
+                stop=stop,
+            ),
+            name="health",
+        )
         if on_ready:
             on_ready(host, bound)
         await stop.wait()
         log.info("server.stopping", grace_seconds=s.shutdown_grace_seconds)
-        for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await watching
+        await health_servicer.enter_graceful_shutdown()
+        if federation is not None:
+            await federation.health.enter_graceful_shutdown()
         await server.stop(s.shutdown_grace_seconds)
         if federation is not None:
-            fed_server, loop_task = federation
-            await fed_server.stop(s.shutdown_grace_seconds)
-            await asyncio.wait_for(loop_task, timeout=s.shutdown_grace_seconds + 5)
+            await federation.server.stop(s.shutdown_grace_seconds)
+            await asyncio.wait_for(federation.loop, timeout=s.shutdown_grace_seconds + 5)
     except BaseException:
         # A failed start (say, the federation port is taken) must not leave the
         # NodeService port open behind it.
         await server.stop(0)
+        if watching is not None:
+            watching.cancel()
         if federation is not None:
-            await federation[0].stop(0)
-            federation[1].cancel()
+            await federation.server.stop(0)
+            federation.loop.cancel()
         raise
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if endpoint is not None:
+            endpoint.close()
         clear_server_info(config)
         clear_server_info(config, name="federation.json")
+        clear_server_info(config, name="metrics.json")
         storage.db.dispose()
         log.info("server.stopped")
 
 
+@dataclass(frozen=True)
+class _Federation:
+    server: grpc.aio.Server
+    loop: asyncio.Task[None]
+    health: HealthServicer
+    service: str
+
+
 async def _start_federation(
-    config: Config, storage: NodeStorage, keys: NodeKeys, stop: asyncio.Event
-) -> tuple[grpc.aio.Server, asyncio.Task[None]]:
+    config: Config, storage: NodeStorage, keys: NodeKeys, stop: asyncio.Event, metrics: Metrics
+) -> _Federation:
     from node.fednode import FederationNode
+    from node.fedservice import SERVICE_NAME as FEDERATION_SERVICE
     from node.fedservice import FederationServicer, start_federation_server
 
     node = FederationNode(config, keys, storage)
@@ -534,6 +579,7 @@ async def _start_federation(
         sealer=node.sealer,
         matters=node.matters,
     )
+    fed_health = HealthServicer()
     fed_server, port = await start_federation_server(
         servicer=servicer,
         store=node.store,
@@ -541,9 +587,11 @@ async def _start_federation(
         tls_key_pem=keys.tls_key_pem,
         tls_cert_pem=config.path(config.keys.tls_certificate).read_bytes(),
         max_receive_message_bytes=config.server.max_receive_message_bytes,
+        interceptors=(metrics.interceptor(),),
+        health_servicer=fed_health,
     )
     host, _ = parse_host_port(config.federation.listen, setting="federation.listen")
     write_server_info(config, host, port, name="federation.json")
     log.info("federation.started", host=host, port=port)
     task = asyncio.create_task(node.run_forever(stop), name="federation-loop")
-    return fed_server, task
+    return _Federation(fed_server, task, fed_health, FEDERATION_SERVICE)

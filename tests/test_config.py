@@ -54,6 +54,7 @@ def test_every_setting_is_documented_in_the_rendered_file(tmp_path: Path) -> Non
         "federation",
         "bundles",
         "limits",
+        "monitoring",
         "logging",
     }
 

@@ -82,6 +82,15 @@ def test_the_demo_runs_every_step_and_keeps_the_nodes(tmp_path: Path) -> None:
         trail = run_compact("audit", "verify", "--json", "--data-dir", str(root / "il"))
         report = json.loads(trail.stdout)
         assert report["ok"] is True and report["witnesses"], report
+        # Monitoring: each node's metrics endpoint, as printed, answers; IL is healthy.
+        urls = re.findall(r"curl -s (http://127\.0\.0\.1:\d+/metrics)", text)
+        assert len(urls) == 3, text[-2000:]
+        import urllib.request
+
+        with urllib.request.urlopen(urls[0], timeout=10) as response:  # loopback only
+            assert b"compact_log_entries" in response.read()
+        health = run_compact("health", "--json", "--data-dir", str(root / "il"))
+        assert json.loads(health.stdout)["status"] == "SERVING"
     finally:
         _stop(pids)
 
