@@ -523,5 +523,9 @@ from node.cli_monitor import register as _register_monitor  # noqa: E402
 
 _register_monitor(main)
 
+from node.cli_backup import register as _register_backup  # noqa: E402
+
+_register_backup(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
