@@ -134,9 +134,8 @@ def init(
     kdf_strength: str,
 ) -> None:
     """Create a node: configuration, database, keys and an admin credential."""
-    from crypto.keystore import generate_key_file_secret
     from node.errors import NodeError
-    from node.setup import PASSPHRASE_ENV, Secret, init_node
+    from node.setup import PASSPHRASE_ENV, Secret, ensure_key_file, init_node
 
     state = state.upper()
     created_key_file = False
@@ -145,12 +144,7 @@ def init(
         if key_file.is_relative_to(data_dir.resolve()):
             _fail("keys.key_file: must not be inside the data folder")
         try:
-            if not key_file.exists():
-                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(generate_key_file_secret())
-                created_key_file = True
-            secret = Secret(key_file_secret=key_file.read_bytes())
+            secret, created_key_file = ensure_key_file(key_file)
         except OSError as e:
             _fail(f"the key file cannot be created or read ({e.strerror})")
             return
@@ -526,6 +520,10 @@ _register_monitor(main)
 from node.cli_backup import register as _register_backup  # noqa: E402
 
 _register_backup(main)
+
+from node.cli_keys import register as _register_keys  # noqa: E402
+
+_register_keys(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

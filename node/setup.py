@@ -148,6 +148,18 @@ def init_node(
     return config
 
 
+def ensure_key_file(path: Path) -> tuple[Secret, bool]:
+    """The key file secret at `path`, made first (32 random bytes, mode 0600, never over an
+    existing file) if there is none; and whether it was made. OSError if it cannot be."""
+    created = False
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(ks.generate_key_file_secret())
+        created = True
+    return Secret(key_file_secret=path.read_bytes()), created
+
+
 def read_secret(config: Config, *, passphrase_file: Path | None = None) -> Secret:
     """The unlock secret the configuration calls for, without prompting."""
     if config.keys.unlock == "key_file":
@@ -211,6 +223,7 @@ def open_storage(config: Config, keys: ks.NodeKeys) -> NodeStorage:
 
 
 def write_server_info(config: Config, host: str, port: int, *, name: str = "server.json") -> Path:
+    config.run_dir.mkdir(mode=0o700, exist_ok=True)
     path = config.run_dir / name
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"host": host, "port": port, "pid": os.getpid()}), encoding="utf-8")
