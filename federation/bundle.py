@@ -2,7 +2,9 @@
 
 Four documents, each the canonical JSON (federation.encoding) of a closed schema with a
 ``"format"`` field, signed as a DSSE envelope by one node's Ed25519 roster key and
-verified against the roster before its payload is parsed (as index entries are):
+verified against the roster before its payload is parsed (as index entries are; every
+``verify_*`` takes the key history too, federation.keyhistory, for documents signed
+before the signer rotated its key):
 
 - ``BundleRequest`` (``REQUEST_TYPE``): a requester asks a holder for an incident's
   bundle; signed by the requester.
@@ -40,7 +42,6 @@ from datetime import datetime
 from typing import Any, Final
 
 from crypto import signing
-from crypto.checkpoint import verify_checkpoint
 from crypto.dsse import Envelope
 from crypto.errors import CryptoError, EncodingError, ThresholdError, VerificationError
 from crypto.merkle import leaf_hash, verify_inclusion
@@ -49,7 +50,13 @@ from federation import schema
 from federation.encoding import canonical_json
 from federation.errors import FederationError
 from federation.index_entry import IndexEntry, IndexEntryError, verify_entry
-from federation.naming import log_origin, log_verifier, witness_verifier
+from federation.keyhistory import (
+    KeyHistory,
+    member_log_verifiers,
+    verify_member_checkpoint,
+    witness_verifiers,
+)
+from federation.naming import log_origin
 from federation.roster import Roster
 from federation.schema import CONTROL_IMPORT as _CONTROL_IMPORT
 from federation.schema import CONTROL_NAME as _CONTROL_NAME
@@ -301,11 +308,14 @@ def sign_request(request: BundleRequest, key: signing.SigningKey) -> Envelope:
     return _sign(REQUEST_TYPE, request, BundleRequest.from_payload, key)
 
 
-def verify_request(envelope: Envelope, roster: Roster, *, requester: str) -> BundleRequest:
-    """A request signed by `requester`'s roster key and naming `requester`."""
+def verify_request(
+    envelope: Envelope, roster: Roster, *, requester: str, history: KeyHistory | None = None
+) -> BundleRequest:
+    """A request signed by `requester`'s roster key (with `history`: any key it had in a
+    roster version) and naming `requester`."""
     return _verified(
         envelope, roster, requester, REQUEST_TYPE, "bundle request",
-        BundleRequest.from_payload, "requester", lambda r: r.requester,
+        BundleRequest.from_payload, "requester", lambda r: r.requester, history,
     )  # fmt: skip
 
 
@@ -425,11 +435,14 @@ def sign_decision(decision: BundleDecision, key: signing.SigningKey) -> Envelope
     return _sign(DECISION_TYPE, decision, BundleDecision.from_payload, key)
 
 
-def verify_decision(envelope: Envelope, roster: Roster, *, holder: str) -> BundleDecision:
-    """A decision signed by `holder`'s roster key and naming `holder`."""
+def verify_decision(
+    envelope: Envelope, roster: Roster, *, holder: str, history: KeyHistory | None = None
+) -> BundleDecision:
+    """A decision signed by `holder`'s roster key (with `history`: any key it had in a
+    roster version) and naming `holder`."""
     return _verified(
         envelope, roster, holder, DECISION_TYPE, "bundle decision",
-        BundleDecision.from_payload, "holder", lambda d: d.holder,
+        BundleDecision.from_payload, "holder", lambda d: d.holder, history,
     )  # fmt: skip
 
 
@@ -529,11 +542,14 @@ def sign_custody(record: CustodyRecord, key: signing.SigningKey) -> Envelope:
     return _sign(CUSTODY_TYPE, record, CustodyRecord.from_payload, key)
 
 
-def verify_custody(envelope: Envelope, roster: Roster, *, state: str) -> CustodyRecord:
-    """A custody record signed by `state`'s roster key and naming `state`."""
+def verify_custody(
+    envelope: Envelope, roster: Roster, *, state: str, history: KeyHistory | None = None
+) -> CustodyRecord:
+    """A custody record signed by `state`'s roster key (with `history`: any key it had in a
+    roster version) and naming `state`."""
     return _verified(
         envelope, roster, state, CUSTODY_TYPE, "custody event",
-        CustodyRecord.from_payload, "state", lambda r: r.state,
+        CustodyRecord.from_payload, "state", lambda r: r.state, history,
     )  # fmt: skip
 
 
@@ -617,11 +633,14 @@ def sign_receipt(receipt: BundleReceipt, key: signing.SigningKey) -> Envelope:
     return _sign(RECEIPT_TYPE, receipt, BundleReceipt.from_payload, key)
 
 
-def verify_receipt(envelope: Envelope, roster: Roster, *, requester: str) -> BundleReceipt:
-    """A receipt signed by `requester`'s roster key and naming `requester`."""
+def verify_receipt(
+    envelope: Envelope, roster: Roster, *, requester: str, history: KeyHistory | None = None
+) -> BundleReceipt:
+    """A receipt signed by `requester`'s roster key (with `history`: any key it had in a
+    roster version) and naming `requester`."""
     return _verified(
         envelope, roster, requester, RECEIPT_TYPE, "bundle receipt",
-        BundleReceipt.from_payload, "requester", lambda r: r.requester,
+        BundleReceipt.from_payload, "requester", lambda r: r.requester, history,
     )  # fmt: skip
 
 
@@ -986,15 +1005,21 @@ def sign_manifest(manifest: BundleManifest, key: signing.SigningKey) -> Envelope
 
 
 def verify_manifest(
-    envelope: Envelope, roster: Roster, *, holder: str, requester: str
+    envelope: Envelope,
+    roster: Roster,
+    *,
+    holder: str,
+    requester: str,
+    history: KeyHistory | None = None,
 ) -> BundleManifest:
-    """A manifest signed by `holder`'s roster key, naming `holder` and `requester`.
+    """A manifest signed by `holder`'s roster key (with `history`: any key `holder` had in a
+    roster version), naming `holder` and `requester`.
 
     The proofs it carries are not checked here: call ``check_manifest_proofs``.
     """
     manifest = _verified(
         envelope, roster, holder, MANIFEST_TYPE, "bundle manifest",
-        BundleManifest.from_payload, "holder", lambda m: m.holder,
+        BundleManifest.from_payload, "holder", lambda m: m.holder, history,
     )  # fmt: skip
     if manifest.requester != requester:
         raise BundleFormatError(f"bundle manifest: made for another requester than {requester}")
@@ -1020,11 +1045,16 @@ class VerifiedProofs:
     custody: tuple[tuple[CustodyRecord, ...], ...]
 
 
-def check_manifest_proofs(manifest: BundleManifest, roster: Roster) -> VerifiedProofs:
+def check_manifest_proofs(
+    manifest: BundleManifest, roster: Roster, history: KeyHistory | None = None
+) -> VerifiedProofs:
     """Check a (verified) manifest's checkpoint and every inclusion proof it carries.
 
     The checkpoint must be signed with the holder's log key and cosigned by at least one
     other member of `roster` as witness (the holder's own cosignature does not count).
+    With `history` (federation.keyhistory), any key a state had in a roster version is
+    its key here: the holder's log key, each witness's key (a witness counts once, with
+    however many of its keys it cosigned) and the key of the logged entries it signed.
     The index entry must be the holder's signed entry of the manifest's incident, not a
     withdrawal; each custody entry the holder's signed record of that very evidence item
     (incident, SHA-256 and position), each event once. Every entry must be in the log at
@@ -1039,15 +1069,13 @@ def check_manifest_proofs(manifest: BundleManifest, roster: Roster) -> VerifiedP
         raise BundleFormatError(
             f"checkpoint: {holder} is not a member of roster version {roster.version}"
         )
-    witnesses = [
-        witness_verifier(m.state, m.signing_key) for m in roster.members if m.state != holder
-    ]
+    witnesses = witness_verifiers(roster.members, history, exclude=holder)
     if not witnesses:
         raise BundleFormatError("checkpoint: the roster has no other member to witness it")
     try:
-        verified = verify_checkpoint(
+        verified = verify_member_checkpoint(
             manifest.checkpoint,
-            log=log_verifier(holder, member.signing_key),
+            logs=member_log_verifiers(member, history),
             witnesses=witnesses,
             threshold=1,
             origin=log_origin(holder),
@@ -1070,7 +1098,7 @@ def check_manifest_proofs(manifest: BundleManifest, roster: Roster) -> VerifiedP
     entry: IndexEntry | None = None
     problem = ""
     try:
-        entry = verify_entry(envelope, roster, state=holder)
+        entry = verify_entry(envelope, roster, state=holder, history=history)
     except IndexEntryError as e:
         problem = str(e)
     if entry is None:  # raised here: the index entry's own chain is left behind
@@ -1090,7 +1118,7 @@ def check_manifest_proofs(manifest: BundleManifest, roster: Roster) -> VerifiedP
             envelope = _logged_envelope(logged, where)
             record: CustodyRecord | None = None
             try:
-                record = verify_custody(envelope, roster, state=holder)
+                record = verify_custody(envelope, roster, state=holder, history=history)
             except BundleFormatError as e:
                 problem = str(e)
             if record is None:
@@ -1133,16 +1161,27 @@ def _verified(
     parse: Callable[[bytes], _D],
     role: str,
     named: Callable[[_D], str],
+    history: KeyHistory | None = None,
 ) -> _D:
-    """The document in `envelope`, signed by `state`'s roster key and naming `state` as
-    its `role` (the field `named` reads)."""
+    """The document in `envelope`, signed by `state`'s roster key (with `history`: any key
+    `state` had in a roster version) and naming `state` as its `role` (the field `named`
+    reads)."""
     return schema.verified(
-        envelope, roster, state, payload_type, what, parse, role, named, BundleFormatError
-    )
+        envelope, roster, state, payload_type, what, parse, role, named, BundleFormatError,
+        history,
+    )  # fmt: skip
 
 
 def _verified_payload(
-    envelope: Envelope, roster: Roster, state: str, payload_type: str, what: str
+    envelope: Envelope,
+    roster: Roster,
+    state: str,
+    payload_type: str,
+    what: str,
+    history: KeyHistory | None = None,
 ) -> bytes:
-    """The payload of `envelope` once `state`'s roster key is proven to have signed it."""
-    return schema.verified_payload(envelope, roster, state, payload_type, what, BundleFormatError)
+    """The payload of `envelope` once `state`'s roster key (with `history`: any key `state`
+    had in a roster version) is proven to have signed it."""
+    return schema.verified_payload(
+        envelope, roster, state, payload_type, what, BundleFormatError, history=history
+    )

@@ -10,9 +10,11 @@ personal data cannot travel in one by accident.
 
 Entries are DSSE-signed by their state's node (payload type ``PAYLOAD_TYPE``)
 and verified against the roster: the signing key must be the roster key of
-the state the entry names. Corrections are new revisions of the same global
-id; a withdrawal is a revision with ``withdrawn`` set and no content. Nothing
-is ever deleted. Incidents with sharing level ``sealed`` are never indexed.
+the state the entry names (or, given the key history, any key that state had
+in a roster version: an entry signed before a key rotation stays valid after
+it). Corrections are new revisions of the same global id; a withdrawal is a
+revision with ``withdrawn`` set and no content. Nothing is ever deleted.
+Incidents with sharing level ``sealed`` are never indexed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from crypto.dsse import Envelope, VerificationPolicy, sign_envelope, verify_enve
 from crypto.errors import CryptoError
 from federation.encoding import canonical_json, load_json_object
 from federation.errors import FederationError
+from federation.keyhistory import KeyHistory, member_signing_keys
 from federation.roster import Roster
 from node.records import IncidentView
 from node.vocab import AGENCY, AGENT_ROLE, CONDUCT, LOCATION_KIND, STATES, STATUS
@@ -184,20 +187,27 @@ def sign_entry(entry: IndexEntry, key: signing.SigningKey) -> Envelope:
     return sign_envelope(PAYLOAD_TYPE, entry.payload(), [key])
 
 
-def verify_entry(envelope: Envelope, roster: Roster, *, state: str) -> IndexEntry:
-    """An entry published by `state`'s node, verified against the roster before it is parsed."""
-    return EntryVerifier(roster, state).verify(envelope)
+def verify_entry(
+    envelope: Envelope, roster: Roster, *, state: str, history: KeyHistory | None = None
+) -> IndexEntry:
+    """An entry published by `state`'s node, verified against the roster before it is parsed
+    (with `history`, signed by any key `state` had in a roster version)."""
+    return EntryVerifier(roster, state, history=history).verify(envelope)
 
 
 class EntryVerifier:
-    """Verifies many entries of one state against one roster (the policy is built once)."""
+    """Verifies many entries of one state against one roster (the policy is built once).
 
-    def __init__(self, roster: Roster, state: str) -> None:
+    `state` must be a member of `roster`. Without `history` only its key in `roster`
+    verifies; with it, any key the state had in a roster version (entries stay in a
+    log after the state rotated its key)."""
+
+    def __init__(self, roster: Roster, state: str, *, history: KeyHistory | None = None) -> None:
         member = roster.member(state)
         if member is None:
             raise IndexEntryError(f"{state} is not a member of roster version {roster.version}")
         self.state = state
-        self._policy = VerificationPolicy([member.signing_key], 1)
+        self._policy = VerificationPolicy(list(member_signing_keys(member, history)), 1)
         self._prefix = f"{state}-"
 
     def verify(self, envelope: Envelope) -> IndexEntry:

@@ -11,7 +11,9 @@ member's Ed25519 roster key. This module holds what they have in common:
 - ``parse``: bytes to a document, refusing anything that is not the canonical encoding
   of a valid document, raising the caller's error class (one per document family);
 - ``sign`` and ``verified``: a document in and out of its DSSE envelope, verified
-  against one roster before its payload is read.
+  against one roster before its payload is read (and, given the key history, against
+  any key the signer had in a roster version: documents signed before a key rotation,
+  stored or forwarded, stay valid after it).
 
 Everything here is pure: no I/O, no database, no clock.
 """
@@ -33,6 +35,7 @@ from crypto.dsse import Envelope, VerificationPolicy, sign_envelope, verify_enve
 from crypto.errors import CryptoError
 from federation.encoding import canonical_json, load_json_object
 from federation.errors import FederationError
+from federation.keyhistory import KeyHistory, member_signing_keys
 from federation.roster import Roster
 from node.vocab import STATES
 
@@ -394,10 +397,14 @@ def verified(
     role: str,
     named: Callable[[D], str],
     error: type[FederationError],
+    history: KeyHistory | None = None,
 ) -> D:
-    """The document in `envelope`, signed by `signer`'s roster key and naming `signer` as
-    its `role` (the field `named` reads)."""
-    document = parse_payload(verified_payload(envelope, roster, signer, payload_type, what, error))
+    """The document in `envelope`, signed by `signer`'s roster key (with `history`: any
+    key `signer` had in a roster version) and naming `signer` as its `role` (the field
+    `named` reads)."""
+    document = parse_payload(
+        verified_payload(envelope, roster, signer, payload_type, what, error, history=history)
+    )
     if named(document) != signer:
         raise error(f"{what}: signed by {signer} but names another {role}")
     return document
@@ -410,8 +417,14 @@ def verified_payload(
     payload_type: str,
     what: str,
     error: type[FederationError],
+    history: KeyHistory | None = None,
 ) -> bytes:
-    """The payload of `envelope` once `signer`'s roster key is proven to have signed it."""
+    """The payload of `envelope` once `signer`'s roster key is proven to have signed it.
+
+    `signer` must be a member of `roster`. With `history`, a signature by any key
+    `signer` had in a roster version is proof as well (what it signed before it rotated
+    its key); without, only its key in `roster` is.
+    """
     if not isinstance(envelope, Envelope):
         raise TypeError("envelope must be a crypto.dsse.Envelope")
     if not isinstance(signer, str) or signer not in STATES:
@@ -422,9 +435,8 @@ def verified_payload(
     if envelope.payload_type != payload_type:
         raise error(f"{what}: the envelope's payload type is not {payload_type}")
     try:
-        result = verify_envelope(
-            envelope, VerificationPolicy([member.signing_key], 1), payload_type=payload_type
-        )
+        policy = VerificationPolicy(list(member_signing_keys(member, history)), 1)
+        result = verify_envelope(envelope, policy, payload_type=payload_type)
     except CryptoError:
         raise error(f"{what}: not signed by {signer}'s roster key") from None
     return result.payload

@@ -24,11 +24,11 @@ from typing import Any, Final
 from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from crypto.checkpoint import open_checkpoint
 from crypto.errors import CryptoError
 from crypto.merkle import leaf_hash, root_hash
 from crypto.note import Verifier
-from federation.naming import log_origin, log_verifier
+from federation.keyhistory import member_log_verifiers, open_member_checkpoint
+from federation.naming import log_origin
 from node import models as m
 from node.db import Database
 from node.translog import TransparencyLog, lock_appends
@@ -194,20 +194,29 @@ MAX_PROBLEMS: Final = 100
 
 
 def verify_own_trail(db: Database, state: str) -> TrailReport:
-    """`verify_trail` with this node's log key from the roster in force (none before the
-    node is in a compact: the checkpoint's signature is then not checked)."""
-    from node.fedstore import current_roster
+    """`verify_trail` with this node's log keys: its key in the roster in force, then every
+    key it had in an earlier roster version (the newest checkpoint may have been signed
+    before a key rotation). None before the node is in a compact: the checkpoint's
+    signature is then not checked."""
+    from node.fedstore import current_roster, key_history
 
     roster = current_roster(db)
     member = roster.member(state) if roster else None
-    return verify_trail(db, state, log_verifier(state, member.signing_key) if member else None)
+    if member is None:
+        return verify_trail(db, state, None)
+    return verify_trail(db, state, member_log_verifiers(member, key_history(db)))
 
 
-def verify_trail(db: Database, state: str, log_key: Verifier | None = None) -> TrailReport:
+def verify_trail(
+    db: Database, state: str, log_key: Verifier | Sequence[Verifier] | None = None
+) -> TrailReport:
     """Check every logged audit event against its log entry, every entry that holds an
     audit event (whatever its `kind` says) against an event, and the log against its
     newest checkpoint, whose signature is checked with `log_key` (this node's log key
-    from the roster) when given."""
+    from the roster) when given: one key, or several (the keys this node had across
+    roster versions), any one of which may have signed it."""
+    if log_key is not None and not isinstance(log_key, Verifier) and not log_key:
+        raise ValueError("log_key: no key given (None: the signature is not checked)")
     report = TrailReport()
     with db.read() as s:
         logged = _check_events(s, state, report)
@@ -298,7 +307,7 @@ def _check_orphans(s: Session, logged: set[int], report: TrailReport) -> None:
 
 
 def _check_checkpoint(
-    s: Session, state: str, log_key: Verifier | None, report: TrailReport
+    s: Session, state: str, log_key: Verifier | Sequence[Verifier] | None, report: TrailReport
 ) -> None:
     report.log_size = int(s.scalar(select(func.count()).select_from(_ENTRIES)) or 0)
     cp = s.execute(
@@ -315,7 +324,8 @@ def _check_checkpoint(
     report.checkpoint_size = size
     if log_key is not None:
         try:
-            signed = open_checkpoint(cp[2], log=log_key, origin=log_origin(state))
+            logs = [log_key] if isinstance(log_key, Verifier) else list(log_key)
+            signed, _ = open_member_checkpoint(cp[2], logs=logs, origin=log_origin(state))
         except (CryptoError, ValueError):
             _problem(report, f"the checkpoint of size {size} is not signed by this node's log key")
         else:

@@ -41,19 +41,26 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto import signing
-from crypto.checkpoint import add_cosignature, parse_checkpoint, verify_checkpoint
+from crypto.checkpoint import add_cosignature, parse_checkpoint
 from crypto.dsse import Envelope, sign_envelope
 from crypto.errors import CryptoError
 from crypto.merkle_tree import MerkleTree
 from crypto.note import parse_note
 from federation.bundle import BundleManifest
 from federation.encoding import canonical_json
-from federation.naming import log_origin, log_verifier, witness_verifier
+from federation.keyhistory import (
+    KeyHistory,
+    member_log_verifiers,
+    verify_member_checkpoint,
+    witness_verifiers,
+)
+from federation.naming import log_origin
 from federation.roster import Roster
 from federation.schema import format_time
 from node import models as m
 from node.blobstore import fsync_dir
 from node.errors import Refusal, Refused
+from node.fedstore import key_history
 from node.ingest import NodeStorage
 from node.matters import resolve
 from node.publish import Publisher
@@ -419,7 +426,12 @@ class ExhibitExporter:
                 )
         deadline = time.monotonic() + wait_seconds
         while True:
-            short = [lp for lp in logs.values() if not self._witnessed(lp, roster, min_witnesses)]
+            history = key_history(self.storage.db)
+            short = [
+                lp
+                for lp in logs.values()
+                if not self._witnessed(lp, roster, min_witnesses, history)
+            ]
             if not short:
                 return
             if time.monotonic() >= deadline:
@@ -433,23 +445,28 @@ class ExhibitExporter:
                 )
             self.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
 
-    def _witnessed(self, lp: LogPlan, roster: Roster, min_witnesses: int) -> bool:
+    def _witnessed(
+        self, lp: LogPlan, roster: Roster, min_witnesses: int, history: KeyHistory | None = None
+    ) -> bool:
+        """Whether a checkpoint of `lp`'s log covering its entries is cosigned by
+        `min_witnesses` other members of `roster` (the newest such is kept in `lp`). With
+        `history`, the
+        log's signature and the cosignatures may be by any key of their state in a roster
+        version (signed before a key rotation); a witness counts once, whatever number of
+        its keys cosigned."""
         member = roster.member(lp.state)
         if member is None:
             raise Refused(
                 Refusal.FAILED_PRECONDITION,
                 f"{lp.state} is not a member of the roster in force",
             )
-        witnesses = [
-            witness_verifier(mb.state, mb.signing_key)
-            for mb in roster.members
-            if mb.state != lp.state
-        ]
+        logs = member_log_verifiers(member, history)
+        witnesses = witness_verifiers(roster.members, history, exclude=lp.state)
         for size, note in reversed(self._candidates(lp)):
             try:
-                verify_checkpoint(
+                verify_member_checkpoint(
                     note,
-                    log=log_verifier(lp.state, member.signing_key),
+                    logs=logs,
                     witnesses=witnesses,
                     threshold=min_witnesses,
                     origin=log_origin(lp.state),

@@ -17,6 +17,8 @@ pseudonyms, never a mix.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final
@@ -33,6 +35,7 @@ from crypto.threshold_oprf import KeyShare
 from crypto.tls import certificate_fingerprint
 from federation.ceremony import open_share, public_sha256
 from federation.errors import CeremonyError, FederationError, RosterError
+from federation.keyhistory import KeyHistory
 from federation.roster import Roster, verify_initial, verify_update
 from node import models as m
 from node.db import Database
@@ -52,6 +55,48 @@ def current_roster(db: Database) -> Roster | None:
         return _current(s)
 
 
+# The newest version (number and payload SHA-256) each database's history was built from.
+_HISTORIES: Final[weakref.WeakKeyDictionary[Database, tuple[int, str, KeyHistory]]] = (
+    weakref.WeakKeyDictionary()
+)
+_HISTORIES_LOCK: Final = threading.Lock()
+
+
+def key_history(db: Database) -> KeyHistory:
+    """Every signing key each state had in the roster versions applied in `db`
+    (federation.keyhistory; empty before the first); needs no key material.
+
+    Versions are parsed, not verified again: each was verified against the one before
+    when it was stored. The history is kept per database until a newer version is
+    applied, so a call costs one small query while the roster does not change.
+    """
+    with db.read() as s:
+        newest = s.execute(
+            select(m.RosterVersion.version, m.RosterVersion.payload_sha256)
+            .order_by(m.RosterVersion.version.desc())
+            .limit(1)
+        ).first()
+        if newest is None:
+            return KeyHistory({}, 0)
+        stamp = (int(newest[0]), str(newest[1]))
+        with _HISTORIES_LOCK:
+            cached = _HISTORIES.get(db)
+        if cached is not None and cached[:2] == stamp:
+            return cached[2]
+        rows = s.scalars(
+            select(m.RosterVersion.envelope)
+            .where(m.RosterVersion.version <= stamp[0])
+            .order_by(m.RosterVersion.version)
+        ).all()
+        # Stored only after verification; parsed again (not re-verified) when read.
+        history = KeyHistory.from_rosters(
+            [Roster.from_payload(Envelope.from_json(bytes(row)).payload) for row in rows]
+        )
+    with _HISTORIES_LOCK:
+        _HISTORIES[db] = (*stamp, history)
+    return history
+
+
 class FederationStore:
     """Rosters, member certificates, the OPRF share and pseudonyms of one node."""
 
@@ -65,6 +110,10 @@ class FederationStore:
     def roster(self) -> Roster | None:
         """The roster in force (the newest applied version), or None before the first."""
         return current_roster(self.db)
+
+    def key_history(self) -> KeyHistory:
+        """Every signing key each state had in the applied roster versions (`key_history`)."""
+        return key_history(self.db)
 
     def require_roster(self) -> Roster:
         roster = self.roster()
@@ -93,6 +142,7 @@ class FederationStore:
         *,
         now: datetime,
         pinned_sha256: str | None = None,
+        check_expiry: bool = True,
     ) -> Roster:
         """Verify and install the next roster version, with its members' certificates.
 
@@ -101,6 +151,8 @@ class FederationStore:
         version in force (federation.roster). Every member of the new version must have
         a certificate matching its pin, given here or already stored. Nothing is written
         unless everything checks (RosterError, RosterRollbackError, RosterExpiredError).
+        `check_expiry=False` is for a version that a newer one, applied next in the same
+        walk, supersedes (only the newest must be in force).
         """
         for pem in certificates:
             if not isinstance(pem, bytes) or len(pem) > MAX_CERTIFICATE_BYTES:
@@ -112,9 +164,11 @@ class FederationStore:
                     raise RosterError(
                         "the first roster needs the SHA-256 pin the founding members agreed"
                     )
-                roster = verify_initial(envelope, pinned_sha256=pinned_sha256, now=now)
+                roster = verify_initial(
+                    envelope, pinned_sha256=pinned_sha256, now=now, check_expiry=check_expiry
+                )
             else:
-                roster = verify_update(current, envelope, now=now)
+                roster = verify_update(current, envelope, now=now, check_expiry=check_expiry)
             known = {
                 pin: (state, bytes(pem))
                 for pin, state, pem in s.execute(

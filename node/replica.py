@@ -7,6 +7,9 @@ rules (DESIGN.md section 4; docs/federation.md):
 
 - A checkpoint must carry the peer's signature under the roster key, for the
   peer's origin, and be consistent (RFC 9162 proof) with the last one accepted.
+  A peer whose checkpoint is signed with a key its state had in an earlier roster
+  version only has not switched to its rotated key yet: `NotRotatedError`, no alert
+  (the sync backs off and tries again). A key of no version at all is refused.
   A checkpoint of the same size with another root, or one that is not
   consistent, is a fork: both signed notes are kept as proof in an alert and
   the peer is refused. One smaller than the last accepted is a replay and is
@@ -15,7 +18,9 @@ rules (DESIGN.md section 4; docs/federation.md):
   accepted only if the rebuilt root at its end is consistent with the accepted
   checkpoint (a proof the peer sends with the batch), and every index entry in
   it verifies against the peer's roster key and parses. A batch is stored in
-  one transaction, or not at all.
+  one transaction, or not at all. Entries are in the log for good, so any key the
+  peer's state had in a roster version verifies them (federation.keyhistory): an
+  entry signed before a key rotation still replicates after it.
 - A newer revision of an entry supersedes the older one (`current`); an older
   or equal revision arriving later is refused (a rewritten history).
 - Every checkpoint accepted is kept (`replica_checkpoints`, for exhibit packages)
@@ -56,10 +61,12 @@ from crypto.note import (
 )
 from federation.errors import FederationError
 from federation.index_entry import EntryVerifier, IndexEntry
+from federation.keyhistory import KeyHistory
 from federation.naming import log_origin, log_verifier
 from federation.roster import Member, Roster
 from node import models as m
 from node.db import Database
+from node.fedstore import key_history
 from node.hits import record_hits
 from node.publish import ENTRY_KIND, index_pseudonyms
 from node.translog import SqlNodeStore
@@ -75,6 +82,12 @@ class ReplicaError(FederationError):
         super().__init__(message)
         self.kind = kind
         self.evidence = evidence or {}
+
+
+class NotRotatedError(FederationError):
+    """A peer's checkpoint signed with a key its state had in an earlier roster version, not
+    with its key in the roster in force: it has not switched to its rotated key yet. Not
+    an alert (nothing is wrong with its log): the sync fails and backs off."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,11 @@ class Replicas:
     ) -> Checkpoint:
         """Verify a peer's checkpoint against the last one accepted and keep it (ReplicaError).
 
+        The log's signature must be by `member`'s key (the roster in force): a live
+        checkpoint. One that carries no line of that key but verifies under a key the
+        state had in an earlier roster version raises `NotRotatedError` instead (no
+        alert); under no known key at all, ReplicaError ``bad-checkpoint``.
+
         It is also kept in `replica_checkpoints` with the log's signature line and the
         note's cosignature lines that verify under `witnesses` (the other members' witness
         keys); lines of other keys, or that do not verify, are dropped, not refused. A
@@ -162,12 +180,21 @@ class Replicas:
         gets its first text kept)."""
         state = member.state
         log_key = log_verifier(state, member.signing_key)
+        opened: Checkpoint | None = None
+        problem = ""
         try:
-            new = open_checkpoint(note, log=log_key, origin=log_origin(state))
+            opened = open_checkpoint(note, log=log_key, origin=log_origin(state))
         except CryptoError as e:
-            raise ReplicaError(
-                "bad-checkpoint", f"{state}'s checkpoint does not verify: {e}"
-            ) from None
+            problem = str(e)
+        if opened is None:  # raised here: nothing is chained to it
+            version = self._earlier_key_version(member, note, log_key.key_hash)
+            if version is not None:
+                raise NotRotatedError(
+                    f"{state} signs with a key of roster version {version}; it has not "
+                    "switched to its rotated keys yet"
+                )
+            raise ReplicaError("bad-checkpoint", f"{state}'s checkpoint does not verify: {problem}")
+        new = opened
         # open_checkpoint verified every line of the log's key, so only witnesses' remain.
         text, lines = _known_lines(note, log_key.name, log_key.key_hash, member, witnesses)
         if new.size == 0 and not hmac.compare_digest(new.root_hash, root_hash([])):
@@ -243,6 +270,29 @@ class Replicas:
                 _merge_into(kept, text, lines, now)
         return new
 
+    def _earlier_key_version(self, member: Member, note: str, log_hash: int) -> int | None:
+        """The newest roster version whose key of `member`'s state, other than its key in
+        force, signed `note` (a checkpoint of its log, with no line of the key in force);
+        None if none did."""
+        state = member.state
+        try:
+            if any(
+                (sig.name, sig.key_hash) == (log_origin(state), log_hash)
+                for sig in parse_note(note).signatures
+            ):
+                return None  # the key in force signed it, and that line did not verify
+        except CryptoError:
+            return None
+        for use in key_history(self.db).uses(state):
+            if use.key.raw == member.signing_key.raw:
+                continue
+            try:
+                open_checkpoint(note, log=log_verifier(state, use.key), origin=log_origin(state))
+            except CryptoError:
+                continue
+            return use.last_version
+        return None
+
     def add_own_cosignature(
         self, state: str, size: int, line: str, *, now: datetime, text: str | None = None
     ) -> None:
@@ -286,9 +336,11 @@ class Replicas:
         return self.store_batch(self.verify_batch(roster, member.state, entries), proof, now=now)
 
     def verify_batch(self, roster: Roster, state: str, entries: Sequence[Entry]) -> VerifiedBatch:
-        """The checks that need no database: entries contiguous, leaf hashes matching the
-        payloads, every index entry signed by `state`'s roster key and well formed. Run
-        outside the write transaction (a sync verifies one batch while storing another)."""
+        """The checks that need no write: entries contiguous, leaf hashes matching the
+        payloads, every index entry signed by a key of `state` (its roster key or one it
+        had in an earlier roster version: the key history is read once per batch) and
+        well formed. Run outside the write transaction (a sync verifies one batch while
+        storing another)."""
         if entries:
             first = entries[0].index
             for offset, e in enumerate(entries):
@@ -296,8 +348,9 @@ class Replicas:
                     raise ReplicaError("protocol", f"{state} sent entries out of order")
                 if e.payload is not None and leaf_hash(e.payload) != e.leaf_hash:
                     raise ReplicaError("protocol", f"{state} sent a leaf hash that does not match")
+        history = key_history(self.db) if entries else None
         return VerifiedBatch(
-            state, tuple(entries), tuple(self.verify_entries(roster, state, entries))
+            state, tuple(entries), tuple(self.verify_entries(roster, state, entries, history))
         )
 
     def store_batch(self, batch: VerifiedBatch, proof: Sequence[bytes], *, now: datetime) -> int:
@@ -339,9 +392,12 @@ class Replicas:
 
     @staticmethod
     def verify_entries(
-        roster: Roster, state: str, entries: Sequence[Entry]
+        roster: Roster, state: str, entries: Sequence[Entry], history: KeyHistory | None = None
     ) -> list[tuple[Entry, IndexEntry]]:
-        """Each index entry of the batch, its signature verified and its payload parsed."""
+        """Each index entry of the batch, its signature verified and its payload parsed.
+
+        Signed by `state`'s key in `roster`, or with `history` by any key `state` had in a
+        roster version."""
         verifier: EntryVerifier | None = None
         parsed: list[tuple[Entry, IndexEntry]] = []
         for e in entries:
@@ -350,7 +406,7 @@ class Replicas:
             if e.payload is None:
                 raise ReplicaError("protocol", f"{state} withheld an index entry's payload")
             try:
-                verifier = verifier or EntryVerifier(roster, state)
+                verifier = verifier or EntryVerifier(roster, state, history=history)
                 entry = verifier.verify(Envelope.from_json(e.payload))
             except (CryptoError, FederationError) as err:
                 raise ReplicaError(
