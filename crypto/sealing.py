@@ -694,6 +694,7 @@ class SealedStreamReader:
         "_bundle_id",
         "_chunk_size",
         "_cipher_hash",
+        "_earlier",
         "_eof",
         "_expected",
         "_index",
@@ -710,14 +711,23 @@ class SealedStreamReader:
     )
 
     def __init__(
-        self, private_key: x25519.PrivateKey, *, expected: SealedStreamInfo | None
+        self,
+        private_key: x25519.PrivateKey,
+        *,
+        expected: SealedStreamInfo | None,
+        earlier_keys: Sequence[x25519.PrivateKey] = (),
     ) -> None:
         if not isinstance(private_key, x25519.PrivateKey):
             raise TypeError("private_key must be a crypto.x25519.PrivateKey")
+        if not all(isinstance(k, x25519.PrivateKey) for k in earlier_keys):
+            raise TypeError("earlier_keys must be crypto.x25519.PrivateKey")
         if expected is not None and not isinstance(expected, SealedStreamInfo):
             raise TypeError("expected must be a SealedStreamInfo or None")
         self._private_key = private_key
         self._key_id = recipient_key_id(private_key.public_key)
+        # A recipient's retired keys (after a key rotation): a stream sealed to one of them
+        # before the rotation still opens. The slot is chosen by key id, not by trial.
+        self._earlier = {recipient_key_id(k.public_key): k for k in earlier_keys}
         self._expected = expected
         self._buffer = bytearray()
         self._offset = 0  # sealed bytes consumed in whole verified units
@@ -899,12 +909,17 @@ class SealedStreamReader:
         key_ids = [header[i : i + KEY_ID_SIZE] for i in range(_PREFIX_SIZE, slots_end, SLOT_SIZE)]
         if any(a >= b for a, b in itertools.pairwise(key_ids)):
             raise DecryptionError("the sealed stream's header is malformed")
-        if self._key_id not in key_ids:
-            raise DecryptionError("the sealed stream is not sealed to this key")
-        start = _PREFIX_SIZE + key_ids.index(self._key_id) * SLOT_SIZE + KEY_ID_SIZE
+        if self._key_id in key_ids:
+            key_id, private_key = self._key_id, self._private_key
+        else:
+            earlier = next((k for k in key_ids if k in self._earlier), None)
+            if earlier is None:
+                raise DecryptionError("the sealed stream is not sealed to this key")
+            key_id, private_key = earlier, self._earlier[earlier]
+        start = _PREFIX_SIZE + key_ids.index(key_id) * SLOT_SIZE + KEY_ID_SIZE
         opened: bytes | None
         try:
-            opened = x25519.open_sealed(self._private_key, header[start : start + _SEALED_KEY_SIZE])
+            opened = x25519.open_sealed(private_key, header[start : start + _SEALED_KEY_SIZE])
         except DecryptionError:
             opened = None
         # Raised outside the except block so that nothing is chained to it.

@@ -67,6 +67,7 @@ from node.bundle_seal import manifest_of, spool_path, unit_count
 from node.bundles import OUTGOING, BundleRefused
 from node.errors import Refusal, StorageError
 from node.evidence import ResolvedEvidence
+from node.fedstore import key_history
 from node.holds import refresh_for_incident, remove_unreferenced
 from node.importformat import parse_record
 from node.ingest import NodeStorage, Ready, content_hash, insert_incidents
@@ -230,11 +231,15 @@ class Receiving:
         storage: NodeStorage,
         spool: Path,
         verified: int,
+        *,
+        earlier_keys: Sequence[x25519.PrivateKey] = (),
     ) -> None:
         self.manifest = manifest
         self.spool = spool
         self.sealed_size = manifest.sealed_stream.ciphertext_size
-        self._reader = SealedStreamReader(private_key, expected=manifest.sealed_stream)
+        self._reader = SealedStreamReader(
+            private_key, expected=manifest.sealed_stream, earlier_keys=earlier_keys
+        )
         # Files staged by an earlier Receiving of this bundle (a process that died) are
         # rebuilt from the spool: the old ones go first.
         staging = storage.blobs.staging_dir(f"bundle-{spool.stem}")
@@ -366,10 +371,14 @@ class BundleReceiver:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         alert: Callable[[str, str, str, dict[str, object]], None] | None = None,
+        earlier_keys: Sequence[x25519.PrivateKey] = (),
     ) -> None:
         self._storage = storage
         self._key = signing_key
         self._private = private_key
+        # Retired X25519 keys (node.keyrotation): a holder may have sealed to one before
+        # it applied the roster that rotated this node's keys.
+        self._earlier = tuple(earlier_keys)
         self.spool_dir = spool_dir
         self._clock = clock
         self._alert = alert
@@ -379,7 +388,10 @@ class BundleReceiver:
 
     def accept_manifest(self, row_id: int, envelope: bytes, roster: Roster) -> None:
         """Verify the holder's manifest for an approved outgoing request and store it (the
-        request becomes `transferring`); one that fails is quarantined (BadBundle)."""
+        request becomes `transferring`); one that fails is quarantined (BadBundle). What
+        the holder signed may carry a key it had in an earlier roster version (the
+        manifest, the logged entries, the checkpoint and its cosignatures: the key
+        history)."""
         with self._storage.db.read() as s:
             row = s.get(m.BundleRequestRow, row_id)
             if row is None or row.direction != OUTGOING:
@@ -390,11 +402,16 @@ class BundleReceiver:
             decision = BundleDecision.from_payload(
                 Envelope.from_json(row.decision_envelope).payload
             )
+        history = key_history(self._storage.db)
         try:
             manifest = verify_manifest(
-                Envelope.from_json(envelope), roster, holder=holder, requester=self.state
+                Envelope.from_json(envelope),
+                roster,
+                holder=holder,
+                requester=self.state,
+                history=history,
             )
-            check_manifest_proofs(manifest, roster)
+            check_manifest_proofs(manifest, roster, history=history)
         except (BundleFormatError, CryptoError, ValueError) as e:
             self.quarantine(row_id, f"manifest: {e}", manifest=envelope)
             raise BadBundle(f"manifest: {e}") from None
@@ -521,7 +538,9 @@ class BundleReceiver:
             bundle = _bundle_of(s, row_id)
             manifest = manifest_of(bundle)
             spool, verified = self.spool_dir / bundle.spool_name, bundle.verified_offset
-        return Receiving(manifest, self._private, self._storage, spool, verified)
+        return Receiving(
+            manifest, self._private, self._storage, spool, verified, earlier_keys=self._earlier
+        )
 
     def save_progress(self, row_id: int, receiving: Receiving) -> None:
         """Record the verified length once the spool holds it on disk."""

@@ -117,6 +117,14 @@ def main() -> None:
     help="host:port FederationService (other members, mutual TLS) listens on.",
 )
 @click.option(
+    "--tls-host",
+    "tls_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A host name or address the TLS certificate names; repeat (default: localhost "
+    "and 127.0.0.1). Give the names clients dial, e.g. a service name.",
+)
+@click.option(
     "--kdf-strength",
     type=click.Choice(["moderate", "interactive"]),
     default="moderate",
@@ -131,6 +139,7 @@ def init(
     database_url: str,
     listen: str,
     federation_listen: str,
+    tls_hosts: tuple[str, ...],
     kdf_strength: str,
 ) -> None:
     """Create a node: configuration, database, keys and an admin credential."""
@@ -138,6 +147,16 @@ def init(
     from node.setup import PASSPHRASE_ENV, Secret, ensure_key_file, init_node
 
     state = state.upper()
+    if tls_hosts:
+        from crypto.tls import generate_tls_key, self_signed_certificate
+
+        # The node itself (its command line, `compact health`) dials loopback: those names
+        # stay in the certificate beside the ones given.
+        tls_hosts = tuple(dict.fromkeys((*tls_hosts, "localhost", "127.0.0.1")))
+        try:
+            self_signed_certificate(generate_tls_key(), common_name="check", hosts=tls_hosts)
+        except ValueError as e:
+            _fail(f"--tls-host: {e}")
     created_key_file = False
     if key_file is not None:
         key_file = key_file.resolve()
@@ -172,6 +191,7 @@ def init(
             listen=listen,
             federation_listen=federation_listen,
             kdf_strength=kdf_strength,
+            tls_hosts=tls_hosts,
         )
     except (NodeError, ValueError) as e:
         if created_key_file and key_file is not None:
@@ -196,18 +216,34 @@ def serve(data_dir: Path, passphrase_file: Path | None) -> None:
     import asyncio
 
     from node.errors import NodeError
+    from node.fedstore import current_roster
+    from node.keyrotation import finish_rotation, open_retired
     from node.logs import configure_logging, get_logger
     from node.server import serve as run
     from node.setup import open_storage, unlock
 
     config = _load(data_dir)
     configure_logging(config.logging.level)
+    log = get_logger("compact.cli")
     try:
-        keys = unlock(config, _secret(config, passphrase_file))
-        storage = open_storage(config, keys)
-        asyncio.run(run(config, storage, tls_key_pem=keys.tls_key_pem, keys=keys))
+        secret = _secret(config, passphrase_file)
+        while True:
+            keys = unlock(config, secret)
+            storage = open_storage(config, keys)
+            # A rotation the roster in force calls for, or one a crash left part-way.
+            if finish_rotation(config, current_roster(storage.db)):
+                storage.db.dispose()
+                continue
+            retired = open_retired(config, secret)
+            rotated = asyncio.run(
+                run(config, storage, tls_key_pem=keys.tls_key_pem, keys=keys, retired=retired)
+            )
+            if not rotated:
+                break
+            # The same process serves again with the rotated keys (no new prompt).
+            log.info("serve.restarting_with_rotated_keys")
     except NodeError as e:
-        get_logger("compact.cli").error("serve.failed", error=str(e))
+        log.error("serve.failed", error=str(e))
         _fail(str(e))
 
 

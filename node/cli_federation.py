@@ -36,7 +36,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,6 +104,8 @@ class _Node:
     config: Config
     keys: NodeKeys
     store: FederationStore
+    # Keys made by `compact keys next` for a roster update, if any wait (node.keyrotation).
+    next_keys: NodeKeys | None = None
 
     @property
     def signer(self) -> signing.SigningKey:
@@ -111,14 +113,29 @@ class _Node:
 
         return signing.SigningKey(self.keys.signing_key)
 
+    @property
+    def next_signer(self) -> signing.SigningKey | None:
+        from crypto import signing
+
+        return signing.SigningKey(self.next_keys.signing_key) if self.next_keys else None
+
 
 def _unlock(config: Config, passphrase_file: Path | None) -> NodeKeys:
+    return _unlock_with_next(config, passphrase_file)[0]
+
+
+def _unlock_with_next(
+    config: Config, passphrase_file: Path | None
+) -> tuple[NodeKeys, NodeKeys | None]:
+    """The node's keys and its next keys (if any wait), opened with one secret."""
     from node.cli import _secret
     from node.errors import NodeError
+    from node.keyrotation import open_next
     from node.setup import unlock
 
     try:
-        return unlock(config, _secret(config, passphrase_file))
+        secret = _secret(config, passphrase_file)
+        return unlock(config, secret), open_next(config, secret)
     except NodeError as e:
         _fail(str(e))
 
@@ -132,13 +149,14 @@ def _open_node(data_dir: Path, passphrase_file: Path | None) -> Iterator[_Node]:
     from node.setup import open_storage
 
     config = _load(data_dir)
-    keys = _unlock(config, passphrase_file)
+    keys, next_keys = _unlock_with_next(config, passphrase_file)
     try:
         storage = open_storage(config, keys)
     except NodeError as e:
         _fail(str(e))
     try:
-        yield _Node(config, keys, FederationStore(storage.db, storage.fields, config.node.state))
+        store = FederationStore(storage.db, storage.fields, config.node.state)
+        yield _Node(config, keys, store, next_keys)
     finally:
         storage.db.dispose()
 
@@ -361,6 +379,58 @@ def _parse_expiry(text: str) -> datetime:
     return value.astimezone(UTC)
 
 
+def _applied_before(proposals: Sequence[tuple[Path, _Proposal]], i: int) -> str:
+    if i == 0:
+        return "nothing was applied"
+    done = ", ".join(str(p.roster.version) for _, p in proposals[:i])
+    return f"versions {done} were applied before it"
+
+
+def _check_walk(
+    node: _Node,
+    current: Roster | None,
+    proposals: Sequence[tuple[Path, _Proposal]],
+    pin: str | None,
+) -> None:
+    """Verify the versions in order from the one in force, and that every member of each
+    has a certificate, before any is applied (exits naming the file that fails)."""
+    from sqlalchemy import select
+
+    from crypto.tls import certificate_fingerprint
+    from federation.errors import FederationError
+    from federation.roster import verify_initial, verify_update
+    from node import models as m
+
+    with node.store.db.read() as s:
+        pins = set(s.scalars(select(m.MemberCertificate.tls_pin)))
+    trusted = current
+    now = _now()
+    for i, (path, proposal) in enumerate(proposals):
+        last = i == len(proposals) - 1
+        try:
+            if trusted is None:
+                if not pin:
+                    _fail(
+                        f"{path}: the first roster needs the SHA-256 pin the founding members "
+                        "agreed (--pin); nothing was applied"
+                    )
+                trusted = verify_initial(
+                    proposal.envelope, pinned_sha256=pin, now=now, check_expiry=last
+                )
+            else:
+                trusted = verify_update(trusted, proposal.envelope, now=now, check_expiry=last)
+            pins.update(certificate_fingerprint(pem) for pem in proposal.certificates.values())
+        except (FederationError, ValueError) as e:
+            in_force = f" (version {current.version} is in force here)" if current else ""
+            _fail(f"{path}: {e}{in_force}; nothing was applied")
+        missing = [mb.state for mb in trusted.members if mb.tls_pin not in pins]
+        if missing:
+            _fail(
+                f"{path}: no certificate matches the TLS pin of {', '.join(missing)}; "
+                "nothing was applied"
+            )
+
+
 def _read_card(path: Path) -> tuple[Member, bytes]:
     from federation.errors import RosterError
     from federation.roster import MAX_CARD_FILE_BYTES, parse_member_card_file
@@ -470,7 +540,7 @@ def register(main: click.Group) -> None:
     ) -> None:
         """The next roster version: the one in force, changed by cards and removals."""
         from federation.errors import RosterError
-        from federation.roster import Roster, sign_roster
+        from federation.roster import Roster, cosign_roster, sign_roster
 
         expires = _parse_expiry(expires_text)
         if expires <= _now():
@@ -485,7 +555,7 @@ def register(main: click.Group) -> None:
         with _open_node(data_dir, passphrase_file) as node:
             current = node.store.roster()
             stored = node.store.certificates(current) if current is not None else {}
-            signer = node.signer
+            signer, next_signer = node.signer, node.next_signer
         members: dict[str, Member] = {m.state: m for m in current.members} if current else {}
         certificates = {state: pem for state, pem in stored.items() if state in members}
         for state in sorted(removed):
@@ -506,10 +576,14 @@ def register(main: click.Group) -> None:
                 "(the number of members)"
             )
         oprf = None
-        if current is not None and current.oprf is not None:
-            old_keys = {m.state: m.encryption_key for m in current.members}
-            if old_keys == {s: m.encryption_key for s, m in members.items()}:
-                oprf = current.oprf
+        # The share commitments are per state: rotated keys keep the compact's OPRF key
+        # (and so every pseudonym); a member joining or leaving needs a new ceremony.
+        if (
+            current is not None
+            and current.oprf is not None
+            and {m.state for m in current.members} == set(members)
+        ):
+            oprf = current.oprf
         try:
             proposed = Roster(
                 version=current.version + 1 if current else 1,
@@ -522,6 +596,8 @@ def register(main: click.Group) -> None:
             _fail(str(e))
         if _is_member(signer.public_key, proposed, current):
             envelope = sign_roster(proposed, signer)
+            if next_signer is not None and _is_member(next_signer.public_key, proposed):
+                envelope = cosign_roster(envelope, next_signer)
         else:
             envelope = _unsigned(proposed)
         data = _proposal_bytes(envelope, certificates)
@@ -533,8 +609,8 @@ def register(main: click.Group) -> None:
         _print_summary(err, proposed, "proposed roster")
         if current is not None and current.oprf is not None and oprf is None:
             _warn(
-                "the members or their encryption keys change, so the OPRF record is not carried "
-                "over: a new key ceremony is needed (compact oprf ceremony)"
+                "the members change, so the OPRF record is not carried over: a new key "
+                "ceremony is needed (compact oprf ceremony)"
             )
         elif oprf is None:
             _say(err, "no OPRF record yet: run `compact oprf ceremony` on this proposal")
@@ -566,7 +642,7 @@ def register(main: click.Group) -> None:
         proposal = _read_proposal(proposal_path)
         with _open_node(data_dir, passphrase_file) as node:
             current = node.store.roster()
-            signer = node.signer
+            signer, next_signer = node.signer, node.next_signer
         expected = current.version + 1 if current else 1
         if proposal.roster.version != expected:
             _fail(
@@ -579,8 +655,18 @@ def register(main: click.Group) -> None:
                 "one in force: its signature would count for nothing"
             )
         before = proposal.envelope
-        others = tuple(s for s in before.signatures if s.keyid != signer.key_id)
-        envelope = cosign_roster(Envelope(before.payload_type, before.payload, others), signer)
+        signers = [signer]
+        if next_signer is not None and _is_member(next_signer.public_key, proposal.roster):
+            # The proposal names this node's next keys: the new key proves possession.
+            signers.append(next_signer)
+        mine = {k.key_id for k in signers}
+        envelope = Envelope(
+            before.payload_type,
+            before.payload,
+            tuple(s for s in before.signatures if s.keyid not in mine),
+        )
+        for key in signers:
+            envelope = cosign_roster(envelope, key)
         err = _stderr()
         _print_summary(err, proposal.roster, "roster proposal")
         if set(envelope.signatures) == set(before.signatures):
@@ -597,7 +683,13 @@ def register(main: click.Group) -> None:
         _say(err, f"signed by: {', '.join(signed) or 'no member yet'} (it needs {needs})")
 
     @roster.command("apply")
-    @proposal_argument
+    @click.argument(
+        "proposal_paths",
+        metavar="PROPOSAL...",
+        nargs=-1,
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+    )
     @click.option(
         "--pin",
         metavar="SHA256",
@@ -607,32 +699,47 @@ def register(main: click.Group) -> None:
     @node_options
     @declare(Access.OPERATOR)
     def roster_apply(
-        proposal_path: Path, pin: str | None, data_dir: Path, passphrase_file: Path | None
+        proposal_paths: tuple[Path, ...],
+        pin: str | None,
+        data_dir: Path,
+        passphrase_file: Path | None,
     ) -> None:
-        """Verify a signed roster proposal and put it in force."""
+        """Verify signed roster versions and put them in force, in order (and, if the newest
+        names this node's next keys, make them current). Give several to catch up: only
+        the last must be in force, the ones before it may have expired."""
         from federation.errors import FederationError, RosterRollbackError
+        from node.errors import NodeError
+        from node.keyrotation import RETIRED_DIR, finish_rotation
 
-        proposal = _read_proposal(proposal_path)
+        proposals = [(path, _read_proposal(path)) for path in proposal_paths]
         with _open_node(data_dir, passphrase_file) as node:
             current = node.store.roster()
-            try:
-                roster = node.store.apply_roster(
-                    proposal.envelope,
-                    list(proposal.certificates.values()),
-                    now=_now(),
-                    pinned_sha256=pin,
-                )
-            except RosterRollbackError as e:
-                in_force = f" (version {current.version} is in force here)" if current else ""
-                _fail(f"{proposal_path}: {e}{in_force}; nothing was applied")
-            except FederationError as e:
-                _fail(f"{proposal_path}: {e}; nothing was applied")
+            in_force = f" (version {current.version} is in force here)" if current else ""
+            # The whole walk is checked before anything is written: nothing or all of it.
+            _check_walk(node, current, proposals, pin)
+            for i, (path, proposal) in enumerate(proposals):
+                try:
+                    roster = node.store.apply_roster(
+                        proposal.envelope,
+                        list(proposal.certificates.values()),
+                        now=_now(),
+                        pinned_sha256=pin,
+                        check_expiry=i == len(proposals) - 1,
+                    )
+                except RosterRollbackError as e:
+                    _fail(f"{path}: {e}{in_force}; {_applied_before(proposals, i)}")
+                except FederationError as e:
+                    _fail(f"{path}: {e}; {_applied_before(proposals, i)}")
             try:
                 held = node.store.share(roster) is not None
             except FederationError:
                 held = False
             state = node.config.node.state
             own_key = node.signer.public_key
+            try:
+                rotated = finish_rotation(node.config, roster)
+            except NodeError as e:
+                _fail(f"roster version {roster.version} is in force, but {e}")
         err = _stderr()
         _say(
             err,
@@ -640,7 +747,13 @@ def register(main: click.Group) -> None:
             f"threshold {roster.threshold}, expires {_time(roster.expires)})",
         )
         me = roster.member(state)
-        if me is None:
+        if rotated:
+            _say(
+                err,
+                f"it names this node's next keys: they are now its keys (the old ones are in "
+                f"keys/{RETIRED_DIR}/). A running `compact serve` switches to them by itself.",
+            )
+        elif me is None:
             _warn(f"{state} is not a member of this roster version")
         elif me.signing_key != own_key:
             _warn(f"this roster names another signing key for {state} than this node's")

@@ -94,3 +94,125 @@ def keys_rewrap(
         f"(signing key {report.key_id}). The old secret no longer opens it: destroy it, "
         "or keep it only with the backups made before now."
     )
+
+
+@keys_group.command("next")
+@data_dir_option
+@passphrase_option
+@click.option(
+    "--rotate",
+    "rotate_text",
+    default="signing,encryption,tls",
+    show_default=True,
+    metavar="KINDS",
+    help="Which keys to replace: any of signing, encryption, tls (comma-separated).",
+)
+@click.option("--replace", is_flag=True, help="Replace next keys that are waiting already.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Write the member card with the next keys here (give it to `compact roster propose "
+    "--card`).",
+)
+@declare(Access.OPERATOR)
+def keys_next(
+    data_dir: Path,
+    passphrase_file: Path | None,
+    rotate_text: str,
+    replace: bool,
+    out: Path,
+) -> None:
+    """Make this node's next keys and their member card. They are used once a roster
+    version naming them is in force here (compact roster propose --card, sign, apply);
+    until then the node keeps its keys. See docs/operations.md, "Rotating keys"."""
+    from crypto import signing, x25519
+    from federation.errors import RosterError
+    from federation.roster import Member, member_card_file, parse_member_card_file
+    from node.cli_federation import _endpoint, _write_atomic
+    from node.errors import NodeError
+    from node.keyrotation import keys_public, prepare_next
+
+    rotate = [k.strip() for k in rotate_text.split(",") if k.strip()]
+    config = _load(data_dir)
+    endpoint = _endpoint(config)
+    if out.exists():
+        _fail(f"{out} exists: choose a new name")
+    try:
+        keys, certificate = prepare_next(
+            config, _secret(config, passphrase_file), rotate=rotate, replace=replace
+        )
+    except NodeError as e:
+        _fail(str(e))
+        return
+    public = keys_public(keys, certificate)
+    member = Member(
+        state=config.node.state,
+        endpoint=endpoint,
+        tls_pin=public.tls_pin,
+        signing_key=signing.SigningKey(keys.signing_key).public_key,
+        encryption_key=x25519.PrivateKey(keys.encryption_key).public_key,
+    )
+    card = member_card_file(member, certificate)
+    try:
+        parse_member_card_file(card)
+    except RosterError as e:  # pragma: no cover - made from our own keys
+        _fail(f"the next keys' card would be refused: {e}")
+    _write_atomic(out, card)
+    click.echo(
+        f"next keys made ({', '.join(sorted(set(rotate)))}): signing key "
+        f"{public.to_json()['signing_key']}, TLS pin {public.tls_pin}\n"
+        f"wrote their member card to {out}; next: compact roster propose --card {out} "
+        "(then the members sign and apply it)"
+    )
+
+
+@keys_group.command("status")
+@data_dir_option
+@json_option
+@declare(Access.OPERATOR)
+def keys_status(data_dir: Path, as_json: bool) -> None:
+    """This node's keys, next keys waiting for a roster, and retired keys (public parts
+    only; nothing is unlocked)."""
+    from node.errors import NodeError
+    from node.fedstore import current_roster
+    from node.keyrotation import KeyPaths, next_public, public_keys, retired_keystores
+    from node.setup import open_database
+
+    config = _load(data_dir)
+    paths = KeyPaths.of(config)
+    try:
+        current = public_keys(paths.keystore, paths.certificate)
+        upcoming = next_public(config)
+        db = open_database(config)
+        try:
+            roster = current_roster(db)
+        finally:
+            db.dispose()
+    except NodeError as e:
+        _fail(str(e))
+        return
+    member = roster.member(config.node.state) if roster else None
+    retired = [p.name for p in retired_keystores(config)]
+    report = {
+        "current": {**current.to_json(), "in_roster": current.named_by(member)},
+        "next": (
+            {**upcoming.to_json(), "in_roster": upcoming.named_by(member)} if upcoming else None
+        ),
+        "retired": retired,
+        "roster_version": roster.version if roster else None,
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"current  signing {current.to_json()['signing_key']}  TLS pin {current.tls_pin}")
+    if roster is not None and not current.named_by(member):
+        click.echo(f"         (roster version {roster.version} names other keys for this node)")
+    if upcoming is None:
+        click.echo("next     none waiting")
+    else:
+        click.echo(
+            f"next     signing {upcoming.to_json()['signing_key']}  TLS pin {upcoming.tls_pin}"
+        )
+        click.echo("         waiting for a roster version that names them")
+    click.echo(f"retired  {len(retired)} keystore(s) in keys/retired/")

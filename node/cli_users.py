@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 def register(main: click.Group) -> None:
     main.add_command(users_group)
+    # `compact user add NAME --role ROLE` reads naturally too: the same commands, under a
+    # hidden alias (documented under `compact users`).
+    main.add_command(
+        click.Group("user", commands=dict(users_group.commands), hidden=True, help=users_group.help)
+    )
     main.add_command(audit_group)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -60,6 +61,7 @@ from node.errors import StorageError
 from node.fedclient import PeerClient, PeerRefusedByError
 from node.fedstore import FederationStore
 from node.ingest import NodeStorage
+from node.keyrotation import finish_rotation, keys_public, running_keys_stale
 from node.matters import MatterDesk, PendingShare
 from node.pseudonymise import Pseudonymiser, ShareHolder, local_holder
 from node.publish import Publisher, PublishReport
@@ -158,9 +160,16 @@ class FederationNode:
         storage: NodeStorage,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retired: Sequence[NodeKeys] = (),
     ) -> None:
         self.config = config
         self.keys = keys
+        # Keys this node had before a rotation (node.keyrotation): their X25519 halves
+        # open bundles sealed to them before the members applied the new roster.
+        self.retired = tuple(retired)
+        # Set when the roster in force made rotated keys current: `compact serve` then
+        # restarts its servers with them.
+        self.rotated = False
         self.storage = storage
         self.state = config.node.state
         self.clock = clock
@@ -181,8 +190,10 @@ class FederationNode:
             config.bundle_dir,
             clock=clock,
             alert=self.alert,
+            earlier_keys=[x25519.PrivateKey(k.encryption_key) for k in self.retired],
         )
         self._cert_pem = config.path(config.keys.tls_certificate).read_bytes()
+        self._running = keys_public(keys, self._cert_pem)
         self._looked_at: tuple[int | None, int, int | None] | None = None  # change_marker
         # What the last `sync` published, or why it could not (shown by `compact sync`).
         self.last_publish: PublishReport | None = None
@@ -290,11 +301,19 @@ class FederationNode:
                     envelopes, certificates = await c.get_roster(roster.version)
             except FederationError:
                 continue
-            for raw in envelopes:
+            for i, raw in enumerate(envelopes):
                 try:
                     envelope = Envelope.from_json(raw)
                     roster = await asyncio.to_thread(
-                        self.store.apply_roster, envelope, certificates, now=self.clock()
+                        functools.partial(
+                            self.store.apply_roster,
+                            envelope,
+                            certificates,
+                            now=self.clock(),
+                            # Only the newest version must be in force; those before it
+                            # may have expired while this node was away.
+                            check_expiry=i == len(envelopes) - 1,
+                        )
                     )
                     log.info("roster_applied", version=roster.version, source=member.state)
                 except Exception as e:  # noqa: BLE001 - any refusal: keep the roster in force
@@ -681,6 +700,13 @@ class FederationNode:
             return
         await asyncio.to_thread(self.receiver.acknowledged, t.row_id)
 
+    def keys_rotated(self) -> bool:
+        """Whether the keys on disk are no longer the ones this node runs with: the roster
+        in force named its next keys (made current here, node.keyrotation), here or in
+        another process (`compact roster apply`)."""
+        finish_rotation(self.config, self.store.roster())
+        return running_keys_stale(self.config, self._running)
+
     async def run_forever(self, stop: asyncio.Event) -> None:
         """The background loop of `compact serve`: publish new records within a few seconds
         of their ingest, sync with every member each `sync_interval_seconds`, and each
@@ -693,6 +719,11 @@ class FederationNode:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
+                if await asyncio.to_thread(self.keys_rotated):
+                    log.info("keys.rotated_restarting")
+                    self.rotated = True
+                    stop.set()
+                    break
                 roster = self.store.roster()
                 if roster is not None:
                     if loop.time() >= next_sync:

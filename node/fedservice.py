@@ -39,6 +39,7 @@ from compact.v1 import federation_pb2 as pb
 from compact.v1 import federation_pb2_grpc as pb_grpc
 from crypto import threshold_oprf
 from crypto.checkpoint import add_cosignature, cosignature_timestamp, parse_checkpoint
+from crypto.dsse import Envelope
 from crypto.errors import CryptoError, EncodingError, VerificationError
 from crypto.note import parse_note, parse_signature_line
 from crypto.ristretto import ELEMENT_SIZE, Element
@@ -194,6 +195,10 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
         try:
             return authorize_peer(context, roster, now=now), roster
         except PeerRefusedError as e:
+            if method == "GetRoster":
+                rotating = await asyncio.to_thread(_rotating_member, self._store, roster, context)
+                if rotating is not None:
+                    return rotating, roster
             pin = peer_pin(context)
             await asyncio.to_thread(
                 _audit,
@@ -874,12 +879,47 @@ class _TrustedClients:
         if roster is None:
             return version, self._cert_pem  # nobody else can connect
         certificates = self._store.certificates(roster)
-        return version, b"".join(certificates[state] for state in sorted(certificates))
+        roots = [certificates[state] for state in sorted(certificates)]
+        # A member whose TLS key the roster in force rotated still presents its old
+        # certificate until it has this version: it may fetch it (GetRoster only).
+        previous = _previous_roster(self._store, roster)
+        if previous is not None:
+            earlier = self._store.certificates(previous)
+            for member in previous.members:
+                now = roster.member(member.state)
+                if now is not None and now.tls_pin != member.tls_pin and member.state in earlier:
+                    roots.append(earlier[member.state])
+        return version, b"".join(roots)
 
     def _configuration(self, roots: bytes) -> grpc.ServerCertificateConfiguration:
         return grpc.ssl_server_certificate_configuration(
             [(self._key_pem, self._cert_pem)], root_certificates=roots
         )
+
+
+def _previous_roster(store: FederationStore, roster: Roster) -> Roster | None:
+    """The version before `roster`, if this node applied it (stored after verification)."""
+    if roster.version < 2:
+        return None
+    envelopes = store.roster_envelopes(after_version=roster.version - 2)
+    if len(envelopes) < 2:
+        return None
+    return Roster.from_payload(Envelope.from_json(envelopes[0]).payload)
+
+
+def _rotating_member(store: FederationStore, roster: Roster, context: Any) -> Member | None:
+    """The member calling with the TLS certificate the previous roster version pinned for
+    it, when the version in force rotated it (the member has not switched yet): allowed to
+    fetch the roster that names its new keys, nothing else."""
+    pin = peer_pin(context)
+    previous = _previous_roster(store, roster)
+    if pin is None or previous is None:
+        return None
+    before = previous.member_by_pin(pin)
+    now = roster.member(before.state) if before is not None else None
+    if before is None or now is None or now.tls_pin == before.tls_pin:
+        return None
+    return now
 
 
 async def start_federation_server(

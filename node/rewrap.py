@@ -76,22 +76,30 @@ def rewrap_keystore(
             raise UnlockError("keys.key_file: must not be inside the data folder")
     if current == new:
         raise UnlockError("the new secret is the current one")
-    sealed = ks.seal_keystore(
-        keys,
-        passphrase=new.passphrase,
-        key_file_secret=new.key_file_secret,
-        strength=kdf_strength,  # type: ignore[arg-type]
-    )
-    # Checked before it replaces anything: the new keystore opens with the new secret.
-    ks.open_keystore(sealed, passphrase=new.passphrase, key_file_secret=new.key_file_secret)
-    tmp = path.with_name(path.name + ".rewrap")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(sealed)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    # The next keys and the retired ones (node.keyrotation) are sealed under the same
+    # secret: they are re-wrapped first, the keystore last, so that the command can be run
+    # again after a crash (a file already under the new secret is left as it is).
+    for other in _other_keystores(config):
+        try:
+            data = other.read_bytes()
+        except OSError:
+            raise UnlockError(f"{other.name} cannot be read") from None
+        try:
+            opened = ks.open_keystore(
+                data, passphrase=current.passphrase, key_file_secret=current.key_file_secret
+            )
+        except (CryptoError, ValueError):
+            try:
+                ks.open_keystore(
+                    data, passphrase=new.passphrase, key_file_secret=new.key_file_secret
+                )
+                continue  # re-wrapped by an interrupted run
+            except (CryptoError, ValueError):
+                raise UnlockError(
+                    f"{other.name} opens with neither the current nor the new secret"
+                ) from None
+        _replace_sealed(other, opened, new, kdf_strength)
+    _replace_sealed(path, keys, new, kdf_strength)
     unlock = "key_file" if new.key_file_secret is not None else "passphrase"
     key_file = str(new_key_file.resolve()) if new_key_file is not None else ""
     toml = config.data_dir / CONFIG_FILE
@@ -109,3 +117,30 @@ def rewrap_keystore(
             now=datetime.now(UTC),
         )
     return RewrapReport(unlock, key_file, ks.key_id(keys.signing_key.verify_key.encode()))
+
+
+def _other_keystores(config: Config) -> list[Path]:
+    from node.keyrotation import KeyPaths, retired_keystores
+
+    upcoming = KeyPaths.of(config).next_keystore
+    return [*([upcoming] if upcoming.exists() else []), *retired_keystores(config)]
+
+
+def _replace_sealed(path: Path, keys: ks.NodeKeys, new: Secret, kdf_strength: str) -> None:
+    """Seal `keys` under `new` and put the result in place of `path` (checked to open first)."""
+    sealed = ks.seal_keystore(
+        keys,
+        passphrase=new.passphrase,
+        key_file_secret=new.key_file_secret,
+        strength=kdf_strength,  # type: ignore[arg-type]
+    )
+    # Checked before it replaces anything: the new keystore opens with the new secret.
+    ks.open_keystore(sealed, passphrase=new.passphrase, key_file_secret=new.key_file_secret)
+    tmp = path.with_name(path.name + ".rewrap")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(sealed)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)

@@ -16,10 +16,10 @@ import secrets
 import shutil
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import grpc
 import structlog
@@ -54,6 +54,9 @@ from node.roles import PERMISSION_TEXT, Permission
 from node.setup import clear_server_info, write_server_info
 from node.users import Principal, authenticate
 from node.vocab import AGENCY, CONDUCT, LOCATION_KIND, STATUS
+
+if TYPE_CHECKING:
+    from node.fednode import FederationNode
 
 log = structlog.get_logger("compact.server")
 SERVICE_NAME: Final = pb.DESCRIPTOR.services_by_name["NodeService"].full_name
@@ -446,14 +449,18 @@ async def serve(
     *,
     tls_key_pem: bytes,
     keys: NodeKeys | None = None,
+    retired: Sequence[NodeKeys] = (),
     stop: asyncio.Event | None = None,
     on_ready: Callable[[str, int], None] | None = None,
-) -> None:
+) -> bool:
     """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully.
 
     With `keys`, FederationService runs beside NodeService (mutual TLS, members only,
     `federation.listen`) and the federation loop publishes, syncs and witnesses in the
-    background (node.fednode).
+    background (node.fednode); `retired` are the node's keys before a rotation.
+
+    Returns True if it stopped because the roster in force made rotated keys current
+    (node.keyrotation): the caller unlocks them and serves again.
     """
     s = config.server
     metrics = Metrics(
@@ -505,7 +512,7 @@ async def serve(
         write_server_info(config, host, bound)
         log.info("server.started", host=host, port=bound, state=config.node.state)
         if keys:
-            federation = await _start_federation(config, storage, keys, stop, metrics)
+            federation = await _start_federation(config, storage, keys, retired, stop, metrics)
         watching = asyncio.create_task(
             watch_health(
                 storage.db,
@@ -551,6 +558,7 @@ async def serve(
         clear_server_info(config, name="metrics.json")
         storage.db.dispose()
         log.info("server.stopped")
+    return federation is not None and federation.node.rotated
 
 
 @dataclass(frozen=True)
@@ -559,16 +567,22 @@ class _Federation:
     loop: asyncio.Task[None]
     health: HealthServicer
     service: str
+    node: FederationNode
 
 
 async def _start_federation(
-    config: Config, storage: NodeStorage, keys: NodeKeys, stop: asyncio.Event, metrics: Metrics
+    config: Config,
+    storage: NodeStorage,
+    keys: NodeKeys,
+    retired: Sequence[NodeKeys],
+    stop: asyncio.Event,
+    metrics: Metrics,
 ) -> _Federation:
     from node.fednode import FederationNode
     from node.fedservice import SERVICE_NAME as FEDERATION_SERVICE
     from node.fedservice import FederationServicer, start_federation_server
 
-    node = FederationNode(config, keys, storage)
+    node = FederationNode(config, keys, storage, retired=retired)
     servicer = FederationServicer(
         state=config.node.state,
         store=node.store,
@@ -594,4 +608,4 @@ async def _start_federation(
     write_server_info(config, host, port, name="federation.json")
     log.info("federation.started", host=host, port=port)
     task = asyncio.create_task(node.run_forever(stop), name="federation-loop")
-    return _Federation(fed_server, task, fed_health, FEDERATION_SERVICE)
+    return _Federation(fed_server, task, fed_health, FEDERATION_SERVICE, node)

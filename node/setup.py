@@ -23,6 +23,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from crypto import keystore as ks
 from crypto.errors import CryptoError
@@ -66,6 +67,9 @@ def _write_private(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+_DEFAULT_TLS_HOSTS: Final = ServerSettings().tls_hosts
+
+
 def init_node(
     data_dir: Path,
     *,
@@ -77,6 +81,7 @@ def init_node(
     federation_listen: str = "127.0.0.1:7401",
     name: str = "",
     kdf_strength: str = "moderate",
+    tls_hosts: tuple[str, ...] = (),
 ) -> Config:
     """Create a node's data folder, keys, database and first user.
 
@@ -95,7 +100,7 @@ def init_node(
         node=NodeSettings(state=state, name=name or f"{state} node"),
         database=DatabaseSettings(url=database_url),
         keys=keys,
-        server=ServerSettings(listen=listen),
+        server=ServerSettings(listen=listen, tls_hosts=tuple(tls_hosts) or _DEFAULT_TLS_HOSTS),
         federation=FederationSettings(listen=federation_listen),
     )
     validate_config(config)

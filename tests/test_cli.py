@@ -243,10 +243,27 @@ def test_another_user_via_token_file(served: NodeProcess, tmp_path: Path) -> Non
         "users", "add", "ana", "--role", "analyst", "--token-file", str(token_file), "--data-dir", d
     )
     assert added.returncode == 0, added.stderr
+    # The spelling, `compact user add`, is an alias of `compact users add`.
+    again = compact(
+        "user",
+        "add",
+        "bo",
+        "--role",
+        "clerk",
+        "--token-file",
+        str(tmp_path / "bo"),
+        "--data-dir",
+        d,
+    )
+    assert again.returncode == 0, again.stderr
     listed = run_json("users", "list", "--data-dir", d)
     assert isinstance(listed, dict)
     users = listed["users"]
-    assert {(u["name"], u["role"]) for u in users} >= {("admin", "admin"), ("ana", "analyst")}
+    assert {(u["name"], u["role"]) for u in users} >= {
+        ("admin", "admin"),
+        ("ana", "analyst"),
+        ("bo", "clerk"),
+    }
     env = {"COMPACT_TOKEN_FILE": str(token_file)}
     found = run_json("incidents", "search", "--data-dir", d, "--kind", "school", env=env)
     assert isinstance(found, list)
@@ -325,3 +342,19 @@ def test_cli_honours_data_dir_from_the_environment(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["users"][0]["name"] == "admin"
     assert os.environ.get("COMPACT_DATA_DIR") is None
+
+
+def test_init_names_the_given_tls_hosts_beside_loopback(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    init(tmp_path / "il", "--key-file", str(tmp_path / "k"), "--tls-host", "compact-il.example")
+    cert = x509.load_pem_x509_certificate((tmp_path / "il" / "keys" / "tls.crt").read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["compact-il.example", "localhost"]
+    assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    bad = compact(
+        "init", "--state", "IL", "--data-dir", str(tmp_path / "mn"), "--key-file",
+        str(tmp_path / "k2"), "--tls-host", "not a host", "--kdf-strength", "interactive",
+    )  # fmt: skip
+    assert bad.returncode == 1 and "--tls-host" in bad.stderr
+    assert not (tmp_path / "mn").exists() and not (tmp_path / "k2").exists()

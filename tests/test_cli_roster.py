@@ -717,3 +717,31 @@ def test_init_takes_the_federation_listen_address(tmp_path: Path) -> None:
     assert load_config(tmp_path / "wa").federation.listen == "127.0.0.1:7555"
     card = json.loads(ok("roster", "card", "--data-dir", tmp_path / "wa").stdout)
     assert card["endpoint"] == "127.0.0.1:7555"
+
+
+def test_a_late_member_catches_up_through_expired_versions_in_one_apply(
+    fresh: Compact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the newest version must be in force: CA, applying nothing until version 1 has
+    expired, walks 1 then 2 in one command; neither alone nor out of order writes anything."""
+    from datetime import UTC, datetime
+
+    import node.cli_federation as clif
+
+    c = fresh
+    v1 = c.propose(c.root / "v1.json", *c.cards())
+    c.sign(v1, "MN")
+    c.apply(v1, "--pin", pin_of(v1), states=("IL", "MN"))
+    v2 = c.root / "v2.json"
+    ok("roster", "propose", "--data-dir", c.d("IL"), "--threshold", "2",
+       "--expires", "2100-06-01", "--out", v2)  # fmt: skip
+    c.sign(v2, "MN")
+    monkeypatch.setattr(clif, "_now", lambda: datetime(2099, 6, 1, tzinfo=UTC))  # v1 expired
+    refused("roster", "apply", v1, "--pin", pin_of(v1), "--data-dir", c.d("CA"), reason="expired")
+    refused(
+        "roster", "apply", v2, v1, "--pin", pin_of(v1), "--data-dir", c.d("CA"),
+        reason="nothing was applied",
+    )  # fmt: skip
+    assert run("roster", "show", "--data-dir", c.d("CA"), "--json").exit_code == 1
+    ok("roster", "apply", v1, v2, "--pin", pin_of(v1), "--data-dir", c.d("CA"))
+    assert c.show("CA")["version"] == 2

@@ -43,6 +43,8 @@ def _commands() -> dict[str, click.Command]:
     out: dict[str, click.Command] = {}
 
     def walk(cmd: click.Command, name: str) -> None:
+        if cmd.hidden:  # an alias (`compact user`), documented by its own name
+            return
         if not isinstance(cmd, click.Group) or cmd.invoke_without_command:
             out[name] = cmd
         if isinstance(cmd, click.Group):
