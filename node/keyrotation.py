@@ -138,8 +138,10 @@ def _strength(keystore: bytes) -> str:
     return "interactive" if kdf.get("opslimit") == argon2id.OPSLIMIT_INTERACTIVE else "moderate"
 
 
-def _write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+def write_durably(path: Path, data: bytes, mode: int = 0o600, *, suffix: str = ".tmp") -> None:
+    """Write `path` whole or not at all: a temporary file beside it, fsynced, renamed over
+    it, the folder fsynced."""
+    tmp = path.with_name(path.name + suffix)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
@@ -195,8 +197,8 @@ def prepare_next(
     )
     # The certificate first: next keys are recognised by their keystore, which must
     # never wait without its certificate.
-    _write_new(paths.next_certificate, certificate, 0o644)
-    _write_new(paths.next_keystore, sealed)
+    write_durably(paths.next_certificate, certificate, 0o644)
+    write_durably(paths.next_keystore, sealed)
     log.info("keys.next_prepared", rotate=sorted(rotate), **keys_public(new, certificate).to_json())
     return new, certificate
 

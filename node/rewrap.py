@@ -18,17 +18,16 @@ and a configuration naming the old one: the operator runs the same command again
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from crypto import keystore as ks
 from crypto.errors import CryptoError
-from node.blobstore import fsync_dir
 from node.config import CONFIG_FILE, Config, set_setting
 from node.db import Database
 from node.errors import UnlockError
+from node.keyrotation import KeyPaths, retired_keystores, write_durably
 from node.queries import audit
 from node.setup import Secret
 
@@ -120,7 +119,6 @@ def rewrap_keystore(
 
 
 def _other_keystores(config: Config) -> list[Path]:
-    from node.keyrotation import KeyPaths, retired_keystores
 
     upcoming = KeyPaths.of(config).next_keystore
     return [*([upcoming] if upcoming.exists() else []), *retired_keystores(config)]
@@ -136,11 +134,4 @@ def _replace_sealed(path: Path, keys: ks.NodeKeys, new: Secret, kdf_strength: st
     )
     # Checked before it replaces anything: the new keystore opens with the new secret.
     ks.open_keystore(sealed, passphrase=new.passphrase, key_file_secret=new.key_file_secret)
-    tmp = path.with_name(path.name + ".rewrap")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(sealed)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    write_durably(path, sealed, suffix=".rewrap")

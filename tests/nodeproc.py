@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,3 +227,18 @@ def form_compact(
         run_compact("oprf", "import-share", str(ceremony / f"share-{s}.sealed"),
                     "--data-dir", str(c.data_dir))  # fmt: skip
     return configs
+
+
+@contextlib.contextmanager
+def running_compact(root: Path) -> Iterator[dict[str, Any]]:
+    """`form_compact` under `root` (syncing every second) with every node serving:
+    {"root", "configs", "nodes"}; the nodes are stopped after (the test may replace one)."""
+    configs = form_compact(root, sync_interval_seconds=1.0)
+    nodes: dict[str, NodeProcess] = {}
+    try:
+        for state, config in configs.items():
+            nodes[state] = start_node(config)
+        yield {"root": root, "configs": configs, "nodes": nodes}
+    finally:
+        for n in nodes.values():
+            n.stop()

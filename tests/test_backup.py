@@ -41,9 +41,9 @@ from tests.nodeproc import (
     NodeProcess,
     compact,
     db_rows,
-    form_compact,
     init_test_node,
     run_compact,
+    running_compact,
     start_node,
 )
 from tests.test_bundle_transfer import wait_for
@@ -273,16 +273,8 @@ def test_the_command_line(node: Config, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def compact3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    root = tmp_path_factory.mktemp("backup3")
-    configs = form_compact(root, sync_interval_seconds=1.0)
-    nodes: dict[str, NodeProcess] = {}
-    try:
-        for state, config in configs.items():
-            nodes[state] = start_node(config)
-        yield {"root": root, "configs": configs, "nodes": nodes}
-    finally:
-        for n in nodes.values():
-            n.stop()
+    with running_compact(tmp_path_factory.mktemp("backup3")) as running:
+        yield running
 
 
 def _witnessed_il(configs: dict[str, Config]) -> dict[str, tuple[int, bytes]]:

@@ -47,9 +47,9 @@ from tests.nodeproc import (
     NodeProcess,
     compact,
     db_rows,
-    form_compact,
     init_test_node,
     run_compact,
+    running_compact,
     start_node,
 )
 from tests.test_backup import _ingest
@@ -187,16 +187,8 @@ def test_rewrap_reseals_next_and_retired_keystores(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def compact3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    root = tmp_path_factory.mktemp("rotation3")
-    configs = form_compact(root, sync_interval_seconds=1.0)
-    nodes: dict[str, NodeProcess] = {}
-    try:
-        for state, config in configs.items():
-            nodes[state] = start_node(config)
-        yield {"root": root, "configs": configs, "nodes": nodes}
-    finally:
-        for n in nodes.values():
-            n.stop()
+    with running_compact(tmp_path_factory.mktemp("rotation3")) as running:
+        yield running
 
 
 def _roster_version(config: Config) -> int:
