@@ -575,12 +575,7 @@ def restore_backup(
     for that whatever the configuration said). Nothing is kept unless everything
     verified: the folder is built beside `data_dir` and renamed into place at the end;
     a database the restore filled is emptied again on failure."""
-    frame = _read_frame(path)
-    keys = unlock_backup(frame.header, secret)
-    manifest = _verified_manifest(frame, keys)
-    expected = SealedStreamInfo.from_manifest_dict(manifest["sealed_stream"])
-    if expected.ciphertext_size != frame.stream_size:
-        raise BackupError(f"{path.name} is truncated or has bytes added")
+    frame, keys, manifest, expected = _open_backup(path, secret)
     revision = str(manifest["schema_revision"])
     if revision not in migrate.known_revisions():
         raise BackupError(
@@ -793,17 +788,26 @@ def _move_into(staging: Path, data_dir: Path) -> None:
     staging.rmdir()
 
 
-def verify_backup(
-    path: Path, secret: Secret, *, progress: Progress = _no_progress
-) -> dict[str, Any]:
-    """Open the whole backup as a restore would, keeping nothing: signature, every byte
-    of the stream, and the contents against the manifest."""
+def _open_backup(
+    path: Path, secret: Secret
+) -> tuple[_Frame, NodeKeys, dict[str, Any], SealedStreamInfo]:
+    """The backup's frame, its keys, its verified manifest and the sealed stream the
+    manifest describes (BackupError if the stream is not that long)."""
     frame = _read_frame(path)
     keys = unlock_backup(frame.header, secret)
     manifest = _verified_manifest(frame, keys)
     expected = SealedStreamInfo.from_manifest_dict(manifest["sealed_stream"])
     if expected.ciphertext_size != frame.stream_size:
         raise BackupError(f"{path.name} is truncated or has bytes added")
+    return frame, keys, manifest, expected
+
+
+def verify_backup(
+    path: Path, secret: Secret, *, progress: Progress = _no_progress
+) -> dict[str, Any]:
+    """Open the whole backup as a restore would, keeping nothing: signature, every byte
+    of the stream, and the contents against the manifest."""
+    frame, keys, manifest, expected = _open_backup(path, secret)
     counts: dict[str, int] = {}
     files = blobs = 0
     reader = SealedStreamReader(x25519.PrivateKey(keys.encryption_key), expected=expected)

@@ -36,7 +36,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -379,58 +379,6 @@ def _parse_expiry(text: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _applied_before(proposals: Sequence[tuple[Path, _Proposal]], i: int) -> str:
-    if i == 0:
-        return "nothing was applied"
-    done = ", ".join(str(p.roster.version) for _, p in proposals[:i])
-    return f"versions {done} were applied before it"
-
-
-def _check_walk(
-    node: _Node,
-    current: Roster | None,
-    proposals: Sequence[tuple[Path, _Proposal]],
-    pin: str | None,
-) -> None:
-    """Verify the versions in order from the one in force, and that every member of each
-    has a certificate, before any is applied (exits naming the file that fails)."""
-    from sqlalchemy import select
-
-    from crypto.tls import certificate_fingerprint
-    from federation.errors import FederationError
-    from federation.roster import verify_initial, verify_update
-    from node import models as m
-
-    with node.store.db.read() as s:
-        pins = set(s.scalars(select(m.MemberCertificate.tls_pin)))
-    trusted = current
-    now = _now()
-    for i, (path, proposal) in enumerate(proposals):
-        last = i == len(proposals) - 1
-        try:
-            if trusted is None:
-                if not pin:
-                    _fail(
-                        f"{path}: the first roster needs the SHA-256 pin the founding members "
-                        "agreed (--pin); nothing was applied"
-                    )
-                trusted = verify_initial(
-                    proposal.envelope, pinned_sha256=pin, now=now, check_expiry=last
-                )
-            else:
-                trusted = verify_update(trusted, proposal.envelope, now=now, check_expiry=last)
-            pins.update(certificate_fingerprint(pem) for pem in proposal.certificates.values())
-        except (FederationError, ValueError) as e:
-            in_force = f" (version {current.version} is in force here)" if current else ""
-            _fail(f"{path}: {e}{in_force}; nothing was applied")
-        missing = [mb.state for mb in trusted.members if mb.tls_pin not in pins]
-        if missing:
-            _fail(
-                f"{path}: no certificate matches the TLS pin of {', '.join(missing)}; "
-                "nothing was applied"
-            )
-
-
 def _read_card(path: Path) -> tuple[Member, bytes]:
     from federation.errors import RosterError
     from federation.roster import MAX_CARD_FILE_BYTES, parse_member_card_file
@@ -709,27 +657,24 @@ def register(main: click.Group) -> None:
         the last must be in force, the ones before it may have expired."""
         from federation.errors import FederationError, RosterRollbackError
         from node.errors import NodeError
+        from node.fedstore import RosterWalkError
         from node.keyrotation import RETIRED_DIR, finish_rotation
 
         proposals = [(path, _read_proposal(path)) for path in proposal_paths]
         with _open_node(data_dir, passphrase_file) as node:
             current = node.store.roster()
-            in_force = f" (version {current.version} is in force here)" if current else ""
-            # The whole walk is checked before anything is written: nothing or all of it.
-            _check_walk(node, current, proposals, pin)
-            for i, (path, proposal) in enumerate(proposals):
-                try:
-                    roster = node.store.apply_roster(
-                        proposal.envelope,
-                        list(proposal.certificates.values()),
-                        now=_now(),
-                        pinned_sha256=pin,
-                        check_expiry=i == len(proposals) - 1,
-                    )
-                except RosterRollbackError as e:
-                    _fail(f"{path}: {e}{in_force}; {_applied_before(proposals, i)}")
-                except FederationError as e:
-                    _fail(f"{path}: {e}; {_applied_before(proposals, i)}")
+            try:
+                roster = node.store.apply_rosters(
+                    [(p.envelope, list(p.certificates.values())) for _, p in proposals],
+                    now=_now(),
+                    pinned_sha256=pin,
+                )
+            except RosterWalkError as e:
+                path = proposals[e.position][0]
+                in_force = ""
+                if isinstance(e.cause, RosterRollbackError) and current is not None:
+                    in_force = f" (version {current.version} is in force here)"
+                _fail(f"{path}: {e}{in_force}; nothing was applied")
             try:
                 held = node.store.share(roster) is not None
             except FederationError:

@@ -700,11 +700,11 @@ class FederationNode:
             return
         await asyncio.to_thread(self.receiver.acknowledged, t.row_id)
 
-    def keys_rotated(self) -> bool:
-        """Whether the keys on disk are no longer the ones this node runs with: the roster
-        in force named its next keys (made current here, node.keyrotation), here or in
-        another process (`compact roster apply`)."""
-        finish_rotation(self.config, self.store.roster())
+    def keys_rotated(self, roster: Roster | None) -> bool:
+        """Whether the keys on disk are no longer the ones this node runs with: `roster`,
+        the one in force, named its next keys (made current here, node.keyrotation), here
+        or in another process (`compact roster apply`)."""
+        finish_rotation(self.config, roster)
         return running_keys_stale(self.config, self._running)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
@@ -719,12 +719,12 @@ class FederationNode:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
-                if await asyncio.to_thread(self.keys_rotated):
+                roster = self.store.roster()
+                if await asyncio.to_thread(self.keys_rotated, roster):
                     log.info("keys.rotated_restarting")
                     self.rotated = True
                     stop.set()
                     break
-                roster = self.store.roster()
                 if roster is not None:
                     if loop.time() >= next_sync:
                         next_sync = loop.time() + interval

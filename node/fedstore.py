@@ -154,56 +154,30 @@ class FederationStore:
         `check_expiry=False` is for a version that a newer one, applied next in the same
         walk, supersedes (only the newest must be in force).
         """
-        for pem in certificates:
-            if not isinstance(pem, bytes) or len(pem) > MAX_CERTIFICATE_BYTES:
-                raise RosterError("a member certificate is too large")
         with self.db.write() as s:
-            current = _current(s)
-            if current is None:
-                if not pinned_sha256:
-                    raise RosterError(
-                        "the first roster needs the SHA-256 pin the founding members agreed"
-                    )
-                roster = verify_initial(
-                    envelope, pinned_sha256=pinned_sha256, now=now, check_expiry=check_expiry
-                )
-            else:
-                roster = verify_update(current, envelope, now=now, check_expiry=check_expiry)
-            known = {
-                pin: (state, bytes(pem))
-                for pin, state, pem in s.execute(
-                    select(
-                        m.MemberCertificate.tls_pin,
-                        m.MemberCertificate.state,
-                        m.MemberCertificate.certificate,
-                    )
-                )
-            }
-            given: dict[str, bytes] = {}
-            for pem in certificates:
+            return _apply(s, envelope, certificates, now, pinned_sha256, check_expiry)
+
+    def apply_rosters(
+        self,
+        versions: Sequence[tuple[Envelope, Sequence[bytes]]],
+        *,
+        now: datetime,
+        pinned_sha256: str | None = None,
+    ) -> Roster:
+        """`apply_roster` for consecutive versions, in order, in one transaction: all of
+        them or none. Only the last must be in force (a member catching up walks versions
+        that have expired since). RosterWalkError names the one refused."""
+        with self.db.write() as s:
+            roster: Roster | None = None
+            for i, (envelope, certificates) in enumerate(versions):
                 try:
-                    given[certificate_fingerprint(pem)] = pem
-                except (CryptoError, ValueError):
-                    raise RosterError("a member certificate cannot be read") from None
-            for member in roster.members:
-                if member.tls_pin in known:
-                    continue
-                cert = given.get(member.tls_pin)
-                if cert is None:
-                    raise RosterError(f"no certificate matches the TLS pin of {member.state}")
-                s.add(
-                    m.MemberCertificate(
-                        tls_pin=member.tls_pin, state=member.state, certificate=cert, added_at=now
+                    roster = _apply(
+                        s, envelope, certificates, now, pinned_sha256, i == len(versions) - 1
                     )
-                )
-            s.add(
-                m.RosterVersion(
-                    version=roster.version,
-                    envelope=envelope.to_json(),
-                    payload_sha256=roster.payload_sha256(),
-                    applied_at=now,
-                )
-            )
+                except FederationError as e:
+                    raise RosterWalkError(i, e) from None
+            if roster is None:
+                raise ValueError("no roster version given")
             return roster
 
     def certificates(self, roster: Roster) -> dict[str, bytes]:
@@ -307,6 +281,64 @@ def read_roster(db: Database) -> Roster | None:
     """The roster in force, for readers that hold no keys (`compact peers`)."""
     with db.read() as s:
         return _current(s)
+
+
+class RosterWalkError(FederationError):
+    """A version of a walk (`apply_rosters`) was refused; nothing of the walk was applied."""
+
+    def __init__(self, position: int, cause: FederationError) -> None:
+        super().__init__(str(cause))
+        self.position = position  # 0-based, in the order given
+        self.cause = cause
+
+
+def _apply(
+    s: Session,
+    envelope: Envelope,
+    certificates: Sequence[bytes],
+    now: datetime,
+    pinned_sha256: str | None,
+    check_expiry: bool,
+) -> Roster:
+    for pem in certificates:
+        if not isinstance(pem, bytes) or len(pem) > MAX_CERTIFICATE_BYTES:
+            raise RosterError("a member certificate is too large")
+    current = _current(s)
+    if current is None:
+        if not pinned_sha256:
+            raise RosterError("the first roster needs the SHA-256 pin the founding members agreed")
+        roster = verify_initial(
+            envelope, pinned_sha256=pinned_sha256, now=now, check_expiry=check_expiry
+        )
+    else:
+        roster = verify_update(current, envelope, now=now, check_expiry=check_expiry)
+    known = set(s.scalars(select(m.MemberCertificate.tls_pin)))
+    given: dict[str, bytes] = {}
+    for pem in certificates:
+        try:
+            given[certificate_fingerprint(pem)] = pem
+        except (CryptoError, ValueError):
+            raise RosterError("a member certificate cannot be read") from None
+    for member in roster.members:
+        if member.tls_pin in known:
+            continue
+        cert = given.get(member.tls_pin)
+        if cert is None:
+            raise RosterError(f"no certificate matches the TLS pin of {member.state}")
+        s.add(
+            m.MemberCertificate(
+                tls_pin=member.tls_pin, state=member.state, certificate=cert, added_at=now
+            )
+        )
+    s.add(
+        m.RosterVersion(
+            version=roster.version,
+            envelope=envelope.to_json(),
+            payload_sha256=roster.payload_sha256(),
+            applied_at=now,
+        )
+    )
+    return roster
 
 
 def _current(s: Session) -> Roster | None:
