@@ -29,6 +29,7 @@ from crypto.dsse import Envelope
 from federation import schema
 from federation.encoding import canonical_json
 from federation.errors import FederationError
+from federation.keyhistory import KeyHistory
 from federation.roster import Roster
 
 __all__ = [
@@ -332,9 +333,12 @@ def sign_matter(matter: Matter, key: signing.SigningKey) -> Envelope:
     return schema.sign(MATTER_TYPE, matter, Matter.from_payload, key)
 
 
-def verify_matter(envelope: Envelope, roster: Roster, *, owner: str) -> Matter:
-    """A matter signed by `owner`'s roster key and naming `owner` as its owner."""
+def verify_matter(
+    envelope: Envelope, roster: Roster, *, owner: str, history: KeyHistory | None = None
+) -> Matter:
+    """A matter signed by `owner`'s roster key (with `history`: any key it had in a roster
+    version) and naming `owner` as its owner."""
     return schema.verified(
         envelope, roster, owner, MATTER_TYPE, "matter", Matter.from_payload,
-        "owner", lambda m: m.owner, MatterFormatError,
+        "owner", lambda m: m.owner, MatterFormatError, history,
     )  # fmt: skip

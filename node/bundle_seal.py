@@ -53,6 +53,7 @@ from node.bundle_record import incident_record
 from node.bundles import INCOMING, BundleRefused
 from node.config import BundleSettings
 from node.errors import Refusal, StorageError
+from node.fedstore import key_history
 from node.ingest import NodeStorage
 from node.queries import audit, incident_view
 from node.records import Timestamp
@@ -558,7 +559,10 @@ class BundleSealer:
     def acknowledge(self, caller: str, bundle_id: str, receipt: bytes, roster: Roster) -> None:
         """Take `caller`'s signed receipt of a bundle it fetched to the end: `delivered`."""
         try:
-            got = verify_receipt(Envelope.from_json(receipt), roster, requester=caller)
+            got = verify_receipt(
+                Envelope.from_json(receipt), roster, requester=caller,
+                history=key_history(self._storage.db),
+            )  # fmt: skip
         except (BundleFormatError, CryptoError, ValueError) as e:
             raise BundleRefused(Refusal.INVALID, f"receipt: {e}") from None
         if got.bundle_id != bundle_id or got.holder != self.state:

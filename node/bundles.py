@@ -46,6 +46,7 @@ from node import models as m
 from node.config import BundleSettings
 from node.db import Database
 from node.errors import Refusal, Refused
+from node.fedstore import key_history
 from node.ingest import NodeStorage
 from node.matters import matter_covers, matter_global_id
 from node.queries import audit
@@ -248,7 +249,10 @@ class BundleDesk:
     def receive_request(self, caller: str, envelope: bytes, roster: Roster) -> RequestStatus:
         """Store a peer's signed request (once) and apply the sharing policy to it."""
         try:
-            request = verify_request(Envelope.from_json(envelope), roster, requester=caller)
+            request = verify_request(
+                Envelope.from_json(envelope), roster, requester=caller,
+                history=key_history(self._storage.db),
+            )  # fmt: skip
         except (BundleFormatError, CryptoError, ValueError) as e:
             raise BundleRefused(Refusal.INVALID, f"envelope: {e}") from None
         if request.holder != self.state:
@@ -583,7 +587,10 @@ class BundleDesk:
         self, row: m.BundleRequestRow, envelope: bytes, roster: Roster
     ) -> BundleDecision:
         try:
-            decision = verify_decision(Envelope.from_json(envelope), roster, holder=row.holder)
+            decision = verify_decision(
+                Envelope.from_json(envelope), roster, holder=row.holder,
+                history=key_history(self._storage.db),
+            )  # fmt: skip
         except (BundleFormatError, CryptoError, ValueError) as e:
             raise BundleRefused(Refusal.INVALID, f"decision: {e}") from None
         if decision.request_id != row.request_id or decision.requester != self.state:

@@ -43,7 +43,8 @@ from crypto.keystore import NodeKeys
 from crypto.ristretto import Element
 from crypto.threshold_oprf import ShareEvaluation
 from federation.errors import FederationError
-from federation.naming import witness_signer, witness_verifier
+from federation.keyhistory import witness_verifiers
+from federation.naming import witness_signer
 from federation.roster import Member, Roster
 from node import models as m
 from node.bundle_receive import (
@@ -59,7 +60,7 @@ from node.bundles import BundleDesk, BundleRefused
 from node.config import Config
 from node.errors import StorageError
 from node.fedclient import PeerClient, PeerRefusedByError
-from node.fedstore import FederationStore
+from node.fedstore import FederationStore, key_history
 from node.ingest import NodeStorage
 from node.keyrotation import finish_rotation, keys_public, running_keys_stale
 from node.matters import MatterDesk, PendingShare
@@ -366,9 +367,9 @@ class FederationNode:
         old_size = before.checkpoint.size if before.checkpoint else 0
         note, proof = await c.get_checkpoint(old_size)
         # Cosignature lines of the other members (this node too) are kept with the checkpoint.
-        witnesses = [
-            witness_verifier(mb.state, mb.signing_key) for mb in roster.members if mb.state != state
-        ]
+        # A witness that rotated its key may still have cosigned with the earlier one.
+        history = await asyncio.to_thread(key_history, self.storage.db)
+        witnesses = witness_verifiers(roster.members, history, exclude=state)
         checkpoint = await asyncio.to_thread(
             self.replicas.accept_checkpoint,
             member,

@@ -48,6 +48,7 @@ from node import holds
 from node import models as m
 from node.db import Database
 from node.errors import Refusal, Refused
+from node.fedstore import key_history
 from node.ingest import NodeStorage
 from node.queries import audit
 from node.translog import TransparencyLog
@@ -358,7 +359,10 @@ class MatterDesk:
         fork (other bytes at a held revision, or a change of what must not change) is
         refused with a `forked-matter` alert and an audit event."""
         try:
-            matter = verify_matter(Envelope.from_json(envelope), roster, owner=caller)
+            matter = verify_matter(
+                Envelope.from_json(envelope), roster, owner=caller,
+                history=key_history(self._storage.db),
+            )  # fmt: skip
         except (MatterFormatError, CryptoError, ValueError) as e:
             raise MatterRefused(Refusal.INVALID, f"envelope: {e}") from None
         if self.state not in matter.states:

@@ -26,7 +26,10 @@ from federation.bundle import (
     BundleFormatError,
     check_manifest_proofs,
     sign_custody,
+    sign_decision,
     sign_manifest,
+    sign_receipt,
+    sign_request,
     verify_custody,
     verify_manifest,
 )
@@ -39,19 +42,35 @@ from federation.keyhistory import (
     verify_member_checkpoint,
     witness_verifiers,
 )
+from federation.matter import sign_matter, verify_matter
 from federation.naming import log_origin, log_signer, witness_signer
 from federation.roster import Roster, verify_update
 from node import models as m
 from node.audit import log_audit, verify_own_trail
+from node.bundle_seal import BundleSealer
+from node.bundles import BundleDesk, BundleRefused
+from node.config import BundleSettings
+from node.errors import Refusal
 from node.exhibit_export import ExhibitExporter, LogPlan
 from node.fedstore import FederationStore, key_history
 from node.ingest import NodeStorage
+from node.matters import MatterDesk, MatterRefused
 from node.publish import ENTRY_KIND
 from node.queries import audit
 from node.replica import Entry, NotRotatedError, ReplicaError, Replicas
 from node.translog import TransparencyLog
 from tests.helpers import make_storage
-from tests.test_federation_bundle import CONTENT, CUSTODY, GID, MANIFEST, TIMESTAMP
+from tests.test_federation_bundle import (
+    APPROVAL,
+    CONTENT,
+    CUSTODY,
+    GID,
+    MANIFEST,
+    RECEIPT,
+    REQUEST,
+    TIMESTAMP,
+)
+from tests.test_federation_matter import MATTER
 from tests.test_federation_roster import CA, IL, MN, Node, roster, signed
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -318,6 +337,23 @@ def test_a_live_checkpoint_under_a_key_of_no_version_is_an_alert(tmp_path: Path)
     assert info.value.kind == "bad-checkpoint"
 
 
+def test_a_live_checkpoint_keeps_cosignatures_of_a_witness_earlier_key(tmp_path: Path) -> None:
+    # MN cosigned IL's checkpoint before it switched to its new key: the line is kept when
+    # the witnesses include the history (as a sync passes them), dropped otherwise.
+    note = _checkpoint(IL_NEW.key, ("MN", MN.key), ("CA", CA.key))
+    member = V2.member("IL")
+    assert member is not None
+    for history, kept in ((HISTORY, ["CA", "MN"]), (None, ["CA"])):
+        replicas = Replicas(_storage(tmp_path / str(bool(history)), V1_ENVELOPE, V2_ENVELOPE).db)
+        witnesses = witness_verifiers(V2.members, history, exclude="IL")
+        replicas.accept_checkpoint(member, note, [], now=NOW, witnesses=witnesses)
+        [held] = [c.note for c in replicas.checkpoints("IL")]
+        names = sorted(
+            line.split()[1].split("+")[0] for line in held.split("\n\n", 1)[1].splitlines()
+        )
+        assert names == sorted([log_origin("IL"), *(witness_signer(w, CA.key).name for w in kept)])
+
+
 def test_a_bad_line_of_the_current_key_is_an_alert_even_beside_an_old_key_line(
     tmp_path: Path,
 ) -> None:
@@ -363,3 +399,79 @@ def test_own_trail_without_the_earlier_version_or_under_a_key_of_no_version(
     assert verify_own_trail(stranger.db, "IL").problems == [
         "the checkpoint of size 1 is not signed by this node's log key"
     ]
+
+
+# --- documents a peer sends after signing them: requests, decisions, receipts, matters ---
+#
+# A requester may sign a bundle request before it rotates and send it (a retry) after;
+# a holder's decision or a member's receipt may be fetched or resent after a rotation; a
+# matter revision is shared again to members that missed it. Each arrives over mTLS
+# from the member the roster names, so an earlier key of that member is accepted (its
+# signature is what the record keeps), a key of no version is not.
+
+
+def _node(tmp_path: Path, state: str, *envelopes: Envelope) -> NodeStorage:
+    return dataclasses.replace(_storage(tmp_path, *envelopes), state=state)
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"), [(MN.key, Refusal.NOT_FOUND), (STRANGER, Refusal.INVALID)]
+)
+def test_a_bundle_request_signed_with_an_earlier_key(
+    tmp_path: Path, key: signing.SigningKey, kind: Refusal
+) -> None:
+    il = _node(tmp_path, "IL", V1_ENVELOPE, V2_ENVELOPE)
+    desk = BundleDesk(il, TransparencyLog(il.db), IL_NEW.key, BundleSettings(), clock=lambda: NOW)
+    # Verified, the request's incident is looked up (IL holds none); not, it is invalid.
+    with pytest.raises(BundleRefused) as e:
+        desk.receive_request("MN", sign_request(REQUEST, key).to_json(), V2)
+    assert e.value.kind is kind
+
+
+@pytest.mark.parametrize(("key", "verified"), [(IL.key, True), (STRANGER, False)])
+def test_a_bundle_decision_signed_with_an_earlier_key(
+    tmp_path: Path, key: signing.SigningKey, verified: bool
+) -> None:
+    mn = _node(tmp_path, "MN", V1_ENVELOPE, V2_ENVELOPE)
+    desk = BundleDesk(mn, TransparencyLog(mn.db), MN_NEW.key, BundleSettings(), clock=lambda: NOW)
+    row = m.BundleRequestRow(holder="IL", request_id=REQUEST.request_id)
+    envelope = sign_decision(APPROVAL, key).to_json()
+    if verified:
+        assert desk._verified_decision(row, envelope, V2) == APPROVAL
+    else:
+        with pytest.raises(BundleRefused, match=r"^decision: ") as e:
+            desk._verified_decision(row, envelope, V2)
+        assert e.value.kind is Refusal.INVALID
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"), [(MN.key, Refusal.NOT_FOUND), (STRANGER, Refusal.INVALID)]
+)
+def test_a_bundle_receipt_signed_with_an_earlier_key(
+    tmp_path: Path, key: signing.SigningKey, kind: Refusal
+) -> None:
+    il = _node(tmp_path, "IL", V1_ENVELOPE, V2_ENVELOPE)
+    log = TransparencyLog(il.db)
+    sealer = BundleSealer(il, log, IL_NEW.key, BundleSettings(), tmp_path / "spool")
+    # Verified, the receipt is looked up (there is no such bundle here); not, it is invalid.
+    with pytest.raises(BundleRefused) as e:
+        sealer.acknowledge("MN", RECEIPT.bundle_id, sign_receipt(RECEIPT, key).to_json(), V2)
+    assert e.value.kind is kind
+
+
+@pytest.mark.parametrize(("key", "verified"), [(IL.key, True), (STRANGER, False)])
+def test_a_matter_revision_signed_with_an_earlier_key(
+    tmp_path: Path, key: signing.SigningKey, verified: bool
+) -> None:
+    mn = _node(tmp_path, "MN", V1_ENVELOPE, V2_ENVELOPE)
+    desk = MatterDesk(mn, TransparencyLog(mn.db), MN_NEW.key, clock=lambda: NOW)
+    envelope = sign_matter(MATTER, key).to_json()
+    if verified:
+        assert desk.receive("IL", envelope, V2) == MATTER.revision
+    else:
+        with pytest.raises(MatterRefused, match=r"^envelope: ") as e:
+            desk.receive("IL", envelope, V2)
+        assert e.value.kind is Refusal.INVALID
+    assert verify_matter(sign_matter(MATTER, IL.key), V1, owner="IL") == MATTER
+    with pytest.raises(FederationError, match="not signed by IL"):
+        verify_matter(sign_matter(MATTER, IL.key), V2, owner="IL")  # no history: refused
