@@ -18,17 +18,18 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from crypto.checkpoint import CosignatureVerifier, cosignature_timestamp
 from crypto.errors import CryptoError
 from crypto.merkle import leaf_hash, root_hash
-from crypto.note import Verifier
-from federation.keyhistory import member_log_verifiers, open_member_checkpoint
-from federation.naming import log_origin
+from crypto.note import Verifier, parse_note, parse_signature_line
+from federation.keyhistory import KeyHistory, member_log_verifiers, open_member_checkpoint
+from federation.naming import log_origin, witness_name, witness_verifier
 from node import models as m
 from node.db import Database
 from node.translog import TransparencyLog, lock_appends
@@ -164,13 +165,17 @@ class TrailReport:
     not_logged: int = 0  # NOT_LOGGED actions, by design
     pending: int = 0
     oldest_pending: datetime | None = None
+    stale_pending: int = 0  # pending since before `pending_before` (a warning, not a problem)
     log_size: int = 0
     checkpoint_size: int | None = None
     witnessed_size: int | None = None
     covered: int = 0
     witnesses: list[str] = field(default_factory=list)
     signature_checked: bool = True
+    cosignatures: int = 0  # witness cosignatures kept
+    cosignatures_checked: bool = True  # each against its checkpoint and the witness's keys
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -180,48 +185,92 @@ class TrailReport:
             "not_logged_by_design": self.not_logged,
             "pending": self.pending,
             "oldest_pending": self.oldest_pending.isoformat() if self.oldest_pending else None,
+            "stale_pending": self.stale_pending,
             "log_size": self.log_size,
             "checkpoint_size": self.checkpoint_size,
             "witnessed_size": self.witnessed_size,
             "witnessed_events": self.covered,
             "witnesses": self.witnesses,
             "checkpoint_signature_checked": self.signature_checked,
+            "cosignatures": self.cosignatures,
+            "cosignatures_checked": self.cosignatures_checked,
             "problems": self.problems,
+            "warnings": self.warnings,
         }
 
 
 MAX_PROBLEMS: Final = 100
+#: `compact audit verify` warns of events pending longer than this: the federation loop
+#: of a running `compact serve` enters them within seconds.
+PENDING_LIMIT: Final = timedelta(hours=1)
 
 
-def verify_own_trail(db: Database, state: str) -> TrailReport:
+def verify_own_trail(
+    db: Database, state: str, *, pending_before: datetime | None = None
+) -> TrailReport:
     """`verify_trail` with this node's log keys: its key in the roster in force, then every
     key it had in an earlier roster version (the newest checkpoint may have been signed
-    before a key rotation). None before the node is in a compact: the checkpoint's
-    signature is then not checked."""
+    before a key rotation), and with the witness keys of every state in every roster
+    version. Before the node is in a compact, neither the checkpoint's signature nor the
+    cosignatures are checked."""
     from node.fedstore import current_roster, key_history
 
     roster = current_roster(db)
     member = roster.member(state) if roster else None
     if member is None:
-        return verify_trail(db, state, None)
-    return verify_trail(db, state, member_log_verifiers(member, key_history(db)))
+        return verify_trail(db, state, None, pending_before=pending_before)
+    history = key_history(db)
+    return verify_trail(
+        db,
+        state,
+        member_log_verifiers(member, history),
+        witnesses=witness_keys(history, exclude=state),
+        pending_before=pending_before,
+    )
+
+
+def witness_keys(history: KeyHistory, *, exclude: str) -> tuple[CosignatureVerifier, ...]:
+    """The cosignature key of every state but `exclude` in every version of `history` (a
+    witness may have cosigned before a key rotation, or before it left the compact)."""
+    return tuple(
+        witness_verifier(st, key)
+        for st in history.states()
+        if st != exclude
+        for key in history.signing_keys(st)
+    )
 
 
 def verify_trail(
-    db: Database, state: str, log_key: Verifier | Sequence[Verifier] | None = None
+    db: Database,
+    state: str,
+    log_key: Verifier | Sequence[Verifier] | None = None,
+    *,
+    witnesses: Sequence[CosignatureVerifier] | None = None,
+    pending_before: datetime | None = None,
 ) -> TrailReport:
     """Check every logged audit event against its log entry, every entry that holds an
     audit event (whatever its `kind` says) against an event, and the log against its
     newest checkpoint, whose signature is checked with `log_key` (this node's log key
     from the roster) when given: one key, or several (the keys this node had across
-    roster versions), any one of which may have signed it."""
+    roster versions), any one of which may have signed it.
+
+    With `witnesses`, every cosignature kept is checked too: against the checkpoint of
+    its size and a key of the state that sent it. With `pending_before`, events still
+    pending that happened before it are counted (`stale_pending`) and warned of."""
     if log_key is not None and not isinstance(log_key, Verifier) and not log_key:
         raise ValueError("log_key: no key given (None: the signature is not checked)")
     report = TrailReport()
     with db.read() as s:
-        logged = _check_events(s, state, report)
+        logged = _check_events(s, state, report, pending_before)
         _check_orphans(s, logged, report)
         _check_checkpoint(s, state, log_key, report)
+        _check_cosignatures(s, witnesses, report)
+    if report.stale_pending:
+        report.warnings.append(
+            f"{report.stale_pending} audit events have waited since before "
+            f"{pending_before:%Y-%m-%d %H:%M} UTC to be entered in the log: is compact "
+            "serve running, and its federation loop not failing (its log)?"
+        )
     return report
 
 
@@ -232,7 +281,9 @@ def _problem(report: TrailReport, text: str) -> None:
         report.problems.append("(more problems not listed)")
 
 
-def _check_events(s: Session, state: str, report: TrailReport) -> set[int]:
+def _check_events(
+    s: Session, state: str, report: TrailReport, pending_before: datetime | None
+) -> set[int]:
     """The log indexes of the logged events, each checked against its entry."""
     logged: set[int] = set()
     after = 0
@@ -257,6 +308,8 @@ def _check_events(s: Session, state: str, report: TrailReport) -> set[int]:
                 report.pending += 1
                 if report.oldest_pending is None or event.at < report.oldest_pending:
                     report.oldest_pending = event.at
+                if pending_before is not None and event.at < pending_before:
+                    report.stale_pending += 1
                 continue
             report.logged += 1
             logged.add(event.log_index)
@@ -333,8 +386,6 @@ def _check_checkpoint(
                 _problem(report, f"the checkpoint of size {size} differs from its signed note")
     else:
         report.signature_checked = False
-    if witnessed is not None and int(witnessed) > size:
-        _problem(report, f"a checkpoint of size {witnessed} was cosigned but is gone (deleted)")
     index = _ENTRIES.c["index"]
     leaves: Sequence[bytes] = [
         bytes(h)
@@ -364,3 +415,70 @@ def _check_checkpoint(
             .order_by(m.LogCosignature.witness)
         )
     )
+
+
+def _check_cosignatures(
+    s: Session, witnesses: Sequence[CosignatureVerifier] | None, report: TrailReport
+) -> None:
+    """Each kept cosignature line against the text of the checkpoint of its size (this
+    node's, as stored) and the keys of the witness that sent it. A line of a key that
+    state never had, one that does not verify, or one whose checkpoint is gone is a
+    problem: the rows were edited or the checkpoint deleted."""
+    report.cosignatures_checked = witnesses is not None
+    if report.checkpoint_size is None:
+        return  # none at all: _check_checkpoint said so if some were cosigned
+    known: dict[tuple[str, int], CosignatureVerifier] = {
+        (w.name, w.key_hash): w for w in witnesses or ()
+    }
+    after: tuple[int, str] = (-1, "")
+    texts: dict[int, str | None] = {}
+    while True:
+        cos = m.LogCosignature
+        batch = s.execute(
+            select(cos.size, cos.witness, cos.signature_line)
+            .where((cos.size > after[0]) | ((cos.size == after[0]) & (cos.witness > after[1])))
+            .order_by(cos.size, cos.witness)
+            .limit(BATCH)
+        ).all()
+        if not batch:
+            break
+        sizes = {int(size) for size, _, _ in batch} - texts.keys()
+        for size, note in s.execute(
+            select(m.LogCheckpoint.size, m.LogCheckpoint.note).where(
+                m.LogCheckpoint.size.in_(sizes)
+            )
+        ):
+            try:
+                texts[int(size)] = parse_note(note).text
+            except CryptoError:
+                texts[int(size)] = None  # the checkpoint's own check reports the newest
+        for raw_size, witness, line in batch:
+            size = int(raw_size)
+            after = (size, str(witness))
+            report.cosignatures += 1
+            where = f"the cosignature of {witness} of the checkpoint of size {size}"
+            if size not in texts:
+                _problem(report, f"{where}: this log has no such checkpoint (deleted)")
+                continue
+            text = texts[size]
+            if text is None:
+                _problem(report, f"{where}: its checkpoint is not a signed note (edited)")
+                continue
+            if witnesses is None:
+                continue
+            try:
+                signature = parse_signature_line(line)
+                cosignature_timestamp(signature)
+            except CryptoError:
+                _problem(report, f"{where}: not a cosignature line (edited)")
+                continue
+            verifier = known.get((signature.name, signature.key_hash))
+            if verifier is None or signature.name != witness_name(witness):
+                _problem(report, f"{where}: not signed with a key {witness} had (edited)")
+                continue
+            try:
+                verifier.verify(text.encode("utf-8"), signature.signature)
+            except CryptoError:
+                _problem(report, f"{where}: does not verify (edited)")
+        if len(texts) > 4 * BATCH:
+            texts.clear()

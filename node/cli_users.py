@@ -247,14 +247,17 @@ def audit_list(
 @requires(Permission.READ_AUDIT)
 def audit_verify(data_dir: Path, as_json: bool) -> None:
     """Check every logged audit event against its transparency-log entry, every audit
-    entry against an event, and the log against its newest checkpoint. Exits 1 on any
-    difference."""
-    from node.audit import verify_own_trail
+    entry against an event, the log against its newest checkpoint, and every witness
+    cosignature against its checkpoint. Exits 1 on any difference; warns of events
+    waiting more than an hour to be logged."""
+    from node.audit import PENDING_LIMIT, verify_own_trail
 
     config = _load(data_dir)
     db = _database(data_dir)
     try:
-        report = verify_own_trail(db, config.node.state)
+        report = verify_own_trail(
+            db, config.node.state, pending_before=datetime.now(UTC) - PENDING_LIMIT
+        )
     finally:
         db.dispose()
     if as_json:
@@ -286,6 +289,17 @@ def audit_verify(data_dir: Path, as_json: bool) -> None:
             )
         else:
             out.print("no checkpoint of this log has been cosigned yet", highlight=False)
+        if report.cosignatures:
+            checked = (
+                "each checked against its checkpoint and the witness's keys"
+                if report.cosignatures_checked
+                else "NOT checked (this node is in no compact)"
+            )
+            out.print(
+                f"{report.cosignatures} witness cosignatures kept, {checked}", highlight=False
+            )
+        for w in report.warnings:
+            out.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
         for p in report.problems:
             out.print(f"[red]problem:[/red] {p}", highlight=False)
         out.print("audit trail intact" if not report.problems else "audit trail NOT intact")

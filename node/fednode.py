@@ -287,6 +287,8 @@ class FederationNode:
             except FederationError as e:
                 self.last_publish_error = str(e)
                 log.warning("publish_failed", error=str(e))
+        if self.last_publish is None:  # the audit trail does not wait on pseudonyms
+            await self._log_trail_if_pending()
         reports = await asyncio.gather(
             *(
                 self._sync_peer(roster, mb, cert, force=force, progress=progress)
@@ -496,8 +498,20 @@ class FederationNode:
         if any(await asyncio.to_thread(self.publisher.pending)) or await asyncio.to_thread(
             self.publisher.audit_pending
         ):
-            await self.publish()
+            try:
+                await self.publish()
+            except FederationError:
+                await self._log_trail_if_pending()
+                raise
         self._looked_at = marker  # only once published: a failure is retried next tick
+
+    async def _log_trail_if_pending(self) -> None:
+        """Enter waiting custody and audit events in the log without publishing (node.publish
+        ``Publisher.log_trail``): when the node has no roster or OPRF key yet, or
+        publishing failed."""
+        if await asyncio.to_thread(self.publisher.trail_pending):
+            custody, audited, size = await asyncio.to_thread(self.publisher.log_trail)
+            log.info("trail_logged", custody=custody, audit=audited, checkpoint=size)
 
     # --- bundles -------------------------------------------------------------------------
 
@@ -726,12 +740,16 @@ class FederationNode:
                     self.rotated = True
                     stop.set()
                     break
-                if roster is not None:
+                if roster is None:
+                    await self._log_trail_if_pending()
+                else:
                     if loop.time() >= next_sync:
                         next_sync = loop.time() + interval
                         await self.sync()
                     elif roster.oprf is not None:
                         await self._publish_if_changed()
+                    else:
+                        await self._log_trail_if_pending()
                     if loop.time() >= next_poll:
                         next_poll = loop.time() + poll
                         await self.share_matters()

@@ -166,12 +166,39 @@ class Publisher:
             if progress is not None:
                 progress(start + len(chunk), len(publish_ids))
         withdrawn = await asyncio.to_thread(self._withdraw, withdraw) if withdraw else 0
-        custody = await asyncio.to_thread(self.log_custody)
-        audited = await asyncio.to_thread(log_audit, self._storage.db, self._log, self.state)
-        size = None
-        if published or withdrawn or custody or audited or self._log.latest_checkpoint() is None:
-            size = await asyncio.to_thread(self.sign_checkpoint)
+        custody, audited, size = await asyncio.to_thread(
+            self.log_trail, changed=bool(published or withdrawn)
+        )
         return PublishReport(published, withdrawn, size, custody, audited)
+
+    def log_trail(self, *, changed: bool = False) -> tuple[int, int, int | None]:
+        """Enter the custody and audit events not logged yet in the log and sign a
+        checkpoint if anything was entered (or `changed`: entries were, or the log has no
+        checkpoint yet): (custody events, audit events, checkpoint size or None).
+
+        Needs no pseudonyms, so it also runs when publishing cannot (no OPRF key yet, or
+        its share holders unreachable) and before the node is in a compact: the trail
+        never waits on the federation."""
+        custody = self.log_custody()
+        audited = log_audit(self._storage.db, self._log, self.state)
+        size = None
+        if changed or custody or audited or self._log.latest_checkpoint() is None:
+            size = self.sign_checkpoint()
+        return custody, audited, size
+
+    def trail_pending(self) -> bool:
+        """Whether a custody or audit event waits to be entered in the log (a read)."""
+        if self.audit_pending():
+            return True
+        with self._storage.db.read() as s:
+            return (
+                s.scalar(
+                    select(_CUSTODY.c.id)
+                    .where(_CUSTODY.c.log_index.is_(None), _CUSTODY.c.origin.is_(None))
+                    .limit(1)
+                )
+                is not None
+            )
 
     def log_custody(self) -> int:
         """Sign each custody event this node recorded and has not logged yet, and enter it
