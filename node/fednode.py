@@ -370,7 +370,7 @@ class FederationNode:
         note, proof = await c.get_checkpoint(old_size)
         # Cosignature lines of the other members (this node too) are kept with the checkpoint.
         # A witness that rotated its key may still have cosigned with the earlier one.
-        history = await asyncio.to_thread(key_history, self.storage.db)
+        history = await asyncio.to_thread(key_history, self.replicas.db)
         witnesses = witness_verifiers(roster.members, history, exclude=state)
         checkpoint = await asyncio.to_thread(
             self.replicas.accept_checkpoint,
