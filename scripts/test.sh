@@ -17,4 +17,6 @@ fi
 pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || echo "test: PostgreSQL is not reachable at 127.0.0.1:5432; its tests will skip" >&2
 
 scripts/lint.sh
-exec .venv/bin/python -m pytest "$@"
+# Two workers by default (COMPACT_TEST_WORKERS; 0 runs in this process); each test file
+# runs whole on one worker, so a file's module fixtures (real nodes) are made once.
+exec .venv/bin/python -m pytest -n "${COMPACT_TEST_WORKERS:-2}" --dist loadfile "$@"
