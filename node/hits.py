@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, Final
 
-from sqlalchemy import and_, insert, select
+from sqlalchemy import ColumnElement, and_, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from node import models as m
@@ -52,7 +52,17 @@ def record_hits(
         return 0
     new, other = aliased(_P), aliased(_P)
     new_badge, other_badge = aliased(_P), aliased(_P)
-    side = other.state != own_state if state == own_state else other.state == own_state
+    # The other side as equalities on `state`, so that the (prefix, state) index finds
+    # only its rows: an agent seen in many of one state's entries must not make each of
+    # them read all the others (publishing 100,000 entries went quadratic).
+    side: ColumnElement[bool]
+    if state == own_state:
+        peers = sorted(str(st) for st in s.scalars(select(m.ReplicaLog.state)) if st != own_state)
+        if not peers:
+            return 0
+        side = other.state.in_(peers)
+    else:
+        side = other.state == own_state
     found: set[tuple[str, str, str, str, str]] = set()  # kind, pseudonym, own, peer, peer gid
     indexes = sorted(set(log_indexes))
     for start in range(0, len(indexes), _CHUNK):

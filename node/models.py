@@ -516,12 +516,14 @@ class ReplicaPseudonym(Base):
     Rows are keyed by the entry's place in its origin's log, so that a replica grows at
     the end of the table; `prefix` (the pseudonym's first 8 bytes as a signed 64-bit
     integer, `pseudonym_prefix`) is what is indexed, a small key that keeps inserts
-    cheap. A lookup matches on `prefix` and then on `pseudonym`.
+    cheap. A lookup matches on `prefix` and then on `pseudonym`; `state` follows `prefix`
+    in the index so that a lookup of one side (node.hits: the peers' rows, or this
+    node's) reads that side's rows only.
     """
 
     __tablename__ = "replica_pseudonyms"
     __table_args__ = (
-        Index("ix_replica_pseudonyms_prefix", "prefix"),
+        Index("ix_replica_pseudonyms_prefix_state", "prefix", "state"),
         {"sqlite_with_rowid": False},
     )
 
