@@ -23,9 +23,9 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Select, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from crypto import signing
@@ -126,15 +126,15 @@ class Publisher:
 
     def audit_pending(self) -> bool:
         """Whether some audit event waits to be entered in the log (node.audit)."""
-        with self._storage.db.read() as s:
-            return (
-                s.scalar(
-                    select(m.AuditEvent.id)
-                    .where(m.AuditEvent.log_index.is_(None), m.AuditEvent.action.not_in(NOT_LOGGED))
-                    .limit(1)
-                )
-                is not None
+        return self._exists(
+            select(m.AuditEvent.id).where(
+                m.AuditEvent.log_index.is_(None), m.AuditEvent.action.not_in(NOT_LOGGED)
             )
+        )
+
+    def _exists(self, query: Select[Any]) -> bool:
+        with self._storage.db.read() as s:
+            return s.scalar(query.limit(1)) is not None
 
     def change_marker(self) -> tuple[int | None, int, int | None]:
         """A cheap fingerprint of what `pending` depends on: the newest incident, the number
@@ -188,17 +188,9 @@ class Publisher:
 
     def trail_pending(self) -> bool:
         """Whether a custody or audit event waits to be entered in the log (a read)."""
-        if self.audit_pending():
-            return True
-        with self._storage.db.read() as s:
-            return (
-                s.scalar(
-                    select(_CUSTODY.c.id)
-                    .where(_CUSTODY.c.log_index.is_(None), _CUSTODY.c.origin.is_(None))
-                    .limit(1)
-                )
-                is not None
-            )
+        return self.audit_pending() or self._exists(
+            select(_CUSTODY.c.id).where(_CUSTODY.c.log_index.is_(None), _CUSTODY.c.origin.is_(None))
+        )
 
     def log_custody(self) -> int:
         """Sign each custody event this node recorded and has not logged yet, and enter it
