@@ -7,6 +7,7 @@ and leave a package that verifies again; a failing step must exit 1 and stop the
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -105,11 +106,10 @@ def test_a_failing_step_exits_1_and_stops_the_nodes(
         raise demo.DemoFailed("analysis", "planted failure")
 
     monkeypatch.setattr(demo.Demo, "analyse", fail)
-    console = Console(file=open(os.devnull, "w"), width=120)  # noqa: SIM115
-    try:
-        assert demo.run_demo(tmp_path / "demo", keep=True, console=console) == 1
-    finally:
-        console.file.close()
+    out = io.StringIO()
+    console = Console(file=out, width=120)
+    assert demo.run_demo(tmp_path / "demo", keep=True, console=console) == 1
+    assert len(started) == 1, out.getvalue()[-4000:]  # it failed where planted, not before
     [ran] = started
     assert len(ran.nodes) == 3 and all(n.proc is None for n in ran.nodes.values())
     logs = [n.log_path.read_text(encoding="utf-8") for n in ran.nodes.values()]
