@@ -22,8 +22,10 @@ child process and shown before it runs; the nodes are `compact serve` processes.
    an exhibit, exports a package once two other states have witnessed the logs involved,
    and `compact verify` checks it offline against the roster pin.
 
-Any step that fails stops the demo with its command's output (exit status 1); the nodes
-are stopped unless `--keep` asked for them to stay.
+A bar under each step's title shows the steps done; each wait is a progress bar (the
+sync's counts the entries replicated and logs witnessed). Any step that fails stops the
+demo with its command's output (exit status 1); the nodes are stopped unless `--keep`
+asked for them to stay.
 """
 
 from __future__ import annotations
@@ -46,6 +48,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.progress_bar import ProgressBar
+from rich.table import Table
 
 from node.config import set_setting
 
@@ -162,6 +173,12 @@ class Demo:
         self._numbered += 1
         self._step = title
         self.console.rule(f"[bold]{self._numbered}/{total}  {title}", align="left")
+        done = Table.grid(padding=(0, 1))
+        done.add_row(
+            ProgressBar(total=total, completed=self._numbered - 1, width=40),
+            f"{self._numbered - 1} of {total} steps done",
+        )
+        self.console.print(done)
 
     def _say(self, text: str) -> None:
         self.console.print(text, highlight=False)
@@ -223,10 +240,34 @@ class Demo:
         root = str(self.root) + os.sep
         return arg.replace(root, "") if arg.startswith(root) else arg
 
-    def wait(self, what: str, check: Callable[[], bool], timeout: float = 180.0) -> None:
+    def wait(
+        self,
+        what: str,
+        check: Callable[[], bool | tuple[int, int]],
+        timeout: float = 180.0,
+    ) -> None:
+        """Poll `check` until it holds: True, or (done, total) with `done` reaching `total`
+        (shown as a progress bar; a yes/no check as a pulsing one). A node that stops, or
+        `timeout` seconds, ends the step."""
         deadline = time.monotonic() + timeout
-        with self.console.status(f"waiting for {what}"):
-            while not check():
+        columns = (
+            SpinnerColumn(),
+            TextColumn("waiting for {task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[count]}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=self.console, transient=True) as shown:
+            task = shown.add_task(what, total=None, count="")
+            while True:
+                state = check()
+                if isinstance(state, tuple):
+                    done, total = state
+                    shown.update(task, completed=done, total=total, count=f"{done:,}/{total:,}")
+                    if total > 0 and done >= total:
+                        return
+                elif state:
+                    return
                 for node in self.nodes.values():
                     if node.proc is not None and node.proc.poll() is not None:
                         tail = node.log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
@@ -354,7 +395,10 @@ class Demo:
         self._say(", ".join(f"{n.state} serves at {n.endpoint}" for n in self.nodes.values()))
         for state in STATES:
             self.compact(state, "sync")
-        self.wait("every node to replicate and witness every other", self._synced)
+        self.wait(
+            "the nodes to replicate and witness each other",
+            self._synced,
+        )
         self.compact("IL", "peers", echo=True)
 
     def _start(self, node: DemoNode) -> None:
@@ -376,16 +420,22 @@ class Demo:
         served = json.loads(info.read_text(encoding="utf-8"))
         node.endpoint = f"{served['host']}:{served['port']}"
 
-    def _synced(self) -> bool:
+    def _synced(self) -> tuple[int, int]:
+        """(done, total): every peer's log entries each node replicated (up to the peer's
+        size now) plus the peers each node witnessed; done when every node holds every
+        other's whole log and has witnessed it."""
         sizes = {s: int(self.json(s, "log", "status", show=False)["size"]) for s in STATES}
+        done = total = 0
         for state in STATES:
-            peers = self.json(state, "peers", show=False)["peers"]
-            for p in peers:
-                if p["state"] == state:
+            peers = {p["state"]: p for p in self.json(state, "peers", show=False)["peers"]}
+            for peer in STATES:
+                if peer == state:
                     continue
-                if p["replicated"] < sizes[p["state"]] or not p["witnessed_by"]:
-                    return False
-        return True
+                p = peers.get(peer)
+                total += sizes[peer] + 1
+                if p is not None:
+                    done += min(int(p["replicated"]), sizes[peer]) + (1 if p["witnessed_by"] else 0)
+        return done, total
 
     def analyse(self) -> None:
         self._section("What the compact shows: cross-state agents, teams, surges, hits")

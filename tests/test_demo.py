@@ -56,6 +56,7 @@ def test_the_demo_runs_every_step_and_keeps_the_nodes(tmp_path: Path) -> None:
         assert len(pids) == 3 and all(_alive(p) for p in pids)
         for step in range(1, 9):
             assert f"{step}/8" in text
+            assert f"{step - 1} of 8 steps done" in text  # the bar under the step's title
         pin = re.search(r"roster pin +([0-9a-f]{64})", text)
         assert pin is not None
         assert "MN-IL-000001: VERIFIED" in text
@@ -122,3 +123,24 @@ def test_a_folder_that_is_not_empty_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "is not empty" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["something"]
+
+
+def test_a_wait_counts_up_to_its_total_and_a_yes_no_wait_ends_when_it_holds(
+    tmp_path: Path,
+) -> None:
+    out = io.StringIO()
+    d = demo.Demo(tmp_path, console=Console(file=out, width=120, force_terminal=True))
+    counts = iter([(0, 10), (4, 10), (10, 12), (12, 12), (13, 12)])
+    seen: list[tuple[int, int]] = []
+
+    def measured() -> tuple[int, int]:
+        seen.append(next(counts))
+        return seen[-1]
+
+    d.wait("entries", measured, timeout=30)
+    assert seen == [(0, 10), (4, 10), (10, 12), (12, 12)]  # done once done reached total
+    answers = iter([False, False, True])
+    d.wait("a yes", lambda: next(answers), timeout=30)
+    assert next(answers, None) is None
+    with pytest.raises(demo.DemoFailed, match="timed out after 0 s waiting for never"):
+        d.wait("never", lambda: (0, 1), timeout=0)
