@@ -116,13 +116,41 @@ class Findings:
     audited: int = 0
 
 
-def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS chose it; the
-    node binds it when it serves)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+class PortReservations:
+    """TCP ports on 127.0.0.1 that the OS chose, each held by a bound (not listening)
+    socket until `release` just before the node that will listen on it starts.
+
+    A node's federation port must be known before it serves (it is in the roster), so it
+    is chosen first and bound later; held meanwhile, it cannot be taken by another
+    process's listener or outgoing connection, which a port only looked up and let go
+    could be. At most `limit` are held: the oldest is let go first."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._held: dict[int, socket.socket] = {}
+        self._limit = limit
+
+    def reserve(self) -> int:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        except OSError:
+            sock.close()
+            raise
+        self._held[port] = sock
+        while len(self._held) > self._limit:
+            self.release(next(iter(self._held)))
+        return port
+
+    def release(self, port: int) -> None:
+        """Let `port` go (a port not held is ignored)."""
+        sock = self._held.pop(port, None)
+        if sock is not None:
+            sock.close()
+
+    def release_all(self) -> None:
+        for port in list(self._held):
+            self.release(port)
 
 
 def _png(width: int, height: int, seed: int) -> bytes:
@@ -161,6 +189,7 @@ class Demo:
         self.sync_seconds = sync_seconds
         self.timeout = timeout
         self.nodes: dict[str, DemoNode] = {}
+        self.ports = PortReservations()
         self.found = Findings()
         self._step = ""
         self._numbered = 0
@@ -301,7 +330,7 @@ class Demo:
         for state in STATES:
             node = DemoNode(
                 state, self.root / state.lower(), self.root / "keys" / f"{state.lower()}.key",
-                free_loopback_port(),
+                self.ports.reserve(),
             )  # fmt: skip
             self.nodes[state] = node
             self.compact(
@@ -408,6 +437,7 @@ class Demo:
             f"[dim]$ compact serve --data-dir {node.state.lower()} &[/dim]", highlight=False
         )
         log = node.log_path.open("wb")
+        self.ports.release(node.federation_port)  # held since init: the node binds it now
         try:
             node.proc = subprocess.Popen(
                 [sys.executable, "-m", "node.cli", "serve", "--data-dir", str(node.data_dir)],
@@ -610,6 +640,7 @@ class Demo:
     def stop(self) -> list[str]:
         """Stop every node (SIGTERM, then SIGKILL after 30 s); the states that did not stop
         cleanly."""
+        self.ports.release_all()
         unclean = []
         for node in self.nodes.values():
             if node.proc is None:
@@ -639,6 +670,7 @@ def run_demo(root: Path, *, keep: bool, console: Console) -> int:
     except KeyboardInterrupt:
         console.print("[red]interrupted[/red]")
     finally:
+        demo.ports.release_all()
         if not (ok and keep):
             unclean = demo.stop()
             if unclean and ok:

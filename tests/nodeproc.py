@@ -23,11 +23,13 @@ from node import models as m
 from node.config import Config
 from node.config import set_setting as set_config_setting
 from node.db import Database
-from node.demo import free_loopback_port
+from node.demo import PortReservations
 from node.setup import Secret, init_node
 from node.users import add_user
 
 REPO = Path(__file__).resolve().parent.parent
+#: Federation ports chosen by init_test_node, held until start_node starts that node.
+PORTS = PortReservations()
 
 
 def init_test_node(
@@ -51,7 +53,7 @@ def init_test_node(
         key_file=key_file,
         database_url=database_url,
         listen="127.0.0.1:0",
-        federation_listen=federation_listen or f"127.0.0.1:{free_loopback_port()}",
+        federation_listen=federation_listen or f"127.0.0.1:{PORTS.reserve()}",
         kdf_strength="interactive",
     )
 
@@ -94,6 +96,7 @@ class NodeProcess:
 
 
 def start_node(config: Config, *, timeout: float = 30) -> NodeProcess:
+    PORTS.release(int(config.federation.listen.rsplit(":", 1)[1]))  # the node binds it now
     info = config.run_dir / "server.json"
     info.unlink(missing_ok=True)
     log_path = config.data_dir / "serve.log"

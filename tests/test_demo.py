@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -144,3 +145,28 @@ def test_a_wait_counts_up_to_its_total_and_a_yes_no_wait_ends_when_it_holds(
     assert next(answers, None) is None
     with pytest.raises(demo.DemoFailed, match="timed out after 0 s waiting for never"):
         d.wait("never", lambda: (0, 1), timeout=0)
+
+
+def test_a_reserved_port_cannot_be_taken_until_it_is_released() -> None:
+    ports = demo.PortReservations(limit=2)
+    first = ports.reserve()
+
+    def bind(port: int) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC's listener
+            s.bind(("127.0.0.1", port))
+            s.listen()
+
+    with pytest.raises(OSError, match="Address already in use"):
+        bind(first)
+    ports.release(first)
+    bind(first)  # the node's turn
+    second, third = ports.reserve(), ports.reserve()
+    fourth = ports.reserve()  # over the limit: the oldest held (second) is let go
+    bind(second)
+    for held in (third, fourth):
+        with pytest.raises(OSError, match="Address already in use"):
+            bind(held)
+    ports.release_all()
+    bind(third)
+    bind(fourth)
