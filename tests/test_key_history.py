@@ -11,6 +11,7 @@ keys counts once.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -414,17 +415,30 @@ def _node(tmp_path: Path, state: str, *envelopes: Envelope) -> NodeStorage:
     return dataclasses.replace(_storage(tmp_path, *envelopes), state=state)
 
 
+@pytest.mark.parametrize("document", ["request", "receipt"])
 @pytest.mark.parametrize(
     ("key", "kind"), [(MN.key, Refusal.NOT_FOUND), (STRANGER, Refusal.INVALID)]
 )
-def test_a_bundle_request_signed_with_an_earlier_key(
-    tmp_path: Path, key: signing.SigningKey, kind: Refusal
+def test_a_bundle_request_or_receipt_signed_with_an_earlier_key(
+    tmp_path: Path, document: str, key: signing.SigningKey, kind: Refusal
 ) -> None:
+    """Verified, a request's incident (a receipt's bundle) is looked up, and IL holds
+    none; not verified, it is invalid."""
     il = _node(tmp_path, "IL", V1_ENVELOPE, V2_ENVELOPE)
-    desk = BundleDesk(il, TransparencyLog(il.db), IL_NEW.key, BundleSettings(), clock=lambda: NOW)
-    # Verified, the request's incident is looked up (IL holds none); not, it is invalid.
+    log = TransparencyLog(il.db)
+    desk = BundleDesk(il, log, IL_NEW.key, BundleSettings(), clock=lambda: NOW)
+    sealer = BundleSealer(il, log, IL_NEW.key, BundleSettings(), tmp_path / "spool")
+    send: Callable[[], object] = (
+        (lambda: desk.receive_request("MN", sign_request(REQUEST, key).to_json(), V2))
+        if document == "request"
+        else (
+            lambda: sealer.acknowledge(
+                "MN", RECEIPT.bundle_id, sign_receipt(RECEIPT, key).to_json(), V2
+            )
+        )
+    )
     with pytest.raises(BundleRefused) as e:
-        desk.receive_request("MN", sign_request(REQUEST, key).to_json(), V2)
+        send()
     assert e.value.kind is kind
 
 
@@ -442,21 +456,6 @@ def test_a_bundle_decision_signed_with_an_earlier_key(
         with pytest.raises(BundleRefused, match=r"^decision: ") as e:
             desk._verified_decision(row, envelope, V2)
         assert e.value.kind is Refusal.INVALID
-
-
-@pytest.mark.parametrize(
-    ("key", "kind"), [(MN.key, Refusal.NOT_FOUND), (STRANGER, Refusal.INVALID)]
-)
-def test_a_bundle_receipt_signed_with_an_earlier_key(
-    tmp_path: Path, key: signing.SigningKey, kind: Refusal
-) -> None:
-    il = _node(tmp_path, "IL", V1_ENVELOPE, V2_ENVELOPE)
-    log = TransparencyLog(il.db)
-    sealer = BundleSealer(il, log, IL_NEW.key, BundleSettings(), tmp_path / "spool")
-    # Verified, the receipt is looked up (there is no such bundle here); not, it is invalid.
-    with pytest.raises(BundleRefused) as e:
-        sealer.acknowledge("MN", RECEIPT.bundle_id, sign_receipt(RECEIPT, key).to_json(), V2)
-    assert e.value.kind is kind
 
 
 @pytest.mark.parametrize(("key", "verified"), [(IL.key, True), (STRANGER, False)])
