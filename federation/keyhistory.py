@@ -43,6 +43,7 @@ from federation.roster import Member, Roster
 __all__ = [
     "KeyHistory",
     "KeyUse",
+    "history_witness_verifiers",
     "member_log_verifiers",
     "member_signing_keys",
     "open_member_checkpoint",
@@ -174,6 +175,20 @@ def witness_verifiers(
         for m in members
         if m.state != exclude
         for k in member_signing_keys(m, history)
+    )
+
+
+def history_witness_verifiers(
+    history: KeyHistory, *, exclude: str
+) -> tuple[CosignatureVerifier, ...]:
+    """The cosignature key of every state but `exclude` in every version of `history`: a
+    witness may have cosigned before a key rotation, or before it left the compact (so,
+    unlike `witness_verifiers`, not only the members in force)."""
+    return tuple(
+        witness_verifier(st, key)
+        for st in history.states()
+        if st != exclude
+        for key in history.signing_keys(st)
     )
 
 

@@ -28,8 +28,12 @@ from crypto.checkpoint import CosignatureVerifier, cosignature_timestamp
 from crypto.errors import CryptoError
 from crypto.merkle import leaf_hash, root_hash
 from crypto.note import Verifier, parse_note, parse_signature_line
-from federation.keyhistory import KeyHistory, member_log_verifiers, open_member_checkpoint
-from federation.naming import log_origin, witness_name, witness_verifier
+from federation.keyhistory import (
+    history_witness_verifiers,
+    member_log_verifiers,
+    open_member_checkpoint,
+)
+from federation.naming import log_origin, witness_name
 from node import models as m
 from node.db import Database
 from node.translog import TransparencyLog, lock_appends
@@ -224,19 +228,8 @@ def verify_own_trail(
         db,
         state,
         member_log_verifiers(member, history),
-        witnesses=witness_keys(history, exclude=state),
+        witnesses=history_witness_verifiers(history, exclude=state),
         pending_before=pending_before,
-    )
-
-
-def witness_keys(history: KeyHistory, *, exclude: str) -> tuple[CosignatureVerifier, ...]:
-    """The cosignature key of every state but `exclude` in every version of `history` (a
-    witness may have cosigned before a key rotation, or before it left the compact)."""
-    return tuple(
-        witness_verifier(st, key)
-        for st in history.states()
-        if st != exclude
-        for key in history.signing_keys(st)
     )
 
 
