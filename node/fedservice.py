@@ -29,7 +29,8 @@ from typing import Any, Final, TypeVar
 
 import grpc
 import structlog
-from google.protobuf.message import DecodeError
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
@@ -89,6 +90,37 @@ class _Abort(Exception):
 
 def _invalid(field: str, reason: str) -> _Abort:
     return _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {reason}")
+
+
+#: The largest integer the database stores (a signed 64-bit column, in SQLite and
+#: PostgreSQL alike). A uint64 field above it can name nothing that exists.
+MAX_STORED_INTEGER = 2**63 - 1
+
+
+def _check_integers(message: Message, prefix: str = "") -> None:
+    """INVALID_ARGUMENT naming the first integer field of `message` (nested messages
+    included) above MAX_STORED_INTEGER: a size, index or offset that large would otherwise
+    reach the database and fail there, as an internal error."""
+    for field, value in message.ListFields():
+        name = f"{prefix}{field.name}"
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            for item in value if is_repeated(field) else [value]:
+                _check_integers(item, f"{name}.")
+        elif field.type in _UNSIGNED_64:
+            for item in value if is_repeated(field) else [value]:
+                if item > MAX_STORED_INTEGER:
+                    raise _invalid(name, f"out of range (at most {MAX_STORED_INTEGER})")
+
+
+_UNSIGNED_64 = frozenset({FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64})
+
+
+def is_repeated(field: FieldDescriptor) -> bool:
+    """Whether a protobuf field is repeated, on every protobuf version this runs on."""
+    flag = getattr(field, "is_repeated", None)  # protobuf 6.31+; `label` before it
+    if isinstance(flag, bool):
+        return flag
+    return bool(getattr(field, "label") == FieldDescriptor.LABEL_REPEATED)  # noqa: B009
 
 
 def _ms(started: float) -> int:
@@ -165,8 +197,10 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
         method: str,
         context: Context,
         handler: Callable[[Member, Roster], Awaitable[T]],
+        request: Message | None = None,
     ) -> T:
-        """Authorize the caller, run `handler`, map every failure to a status."""
+        """Authorize the caller, check `request`'s integers, run `handler`, map every
+        failure to a status."""
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
             rpc=f"federation.{method}", request_id=secrets.token_hex(6)
@@ -175,6 +209,8 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
         try:
             caller, roster = await self._authorize(method, context)
             structlog.contextvars.bind_contextvars(peer=caller.state)
+            if request is not None:
+                _check_integers(request)
             result = await handler(caller, roster)
         except asyncio.CancelledError:
             raise
@@ -238,7 +274,7 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
                 certificates=[certificates[state] for state in sorted(certificates)],
             )
 
-        return await self._serve("GetRoster", context, handle)
+        return await self._serve("GetRoster", context, handle, request)
 
     # --- GetCheckpoint ------------------------------------------------------------------
 
@@ -266,7 +302,7 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
                 proof = await asyncio.to_thread(self._log.consistency_proof, old_size, size)
             return pb.GetCheckpointResponse(checkpoint=note, consistency_proof=proof)
 
-        return await self._serve("GetCheckpoint", context, handle)
+        return await self._serve("GetCheckpoint", context, handle, request)
 
     # --- GetEntries ---------------------------------------------------------------------
 
@@ -292,7 +328,7 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
                 proof = await asyncio.to_thread(self._log.consistency_proof, end, tree_size)
             return pb.GetEntriesResponse(entries=entries, consistency_proof=proof)
 
-        return await self._serve("GetEntries", context, handle)
+        return await self._serve("GetEntries", context, handle, request)
 
     # --- SubmitCosignature --------------------------------------------------------------
 
@@ -319,7 +355,7 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
             log.info("cosignature.received", size=size, witness=caller.state, stored=stored)
             return pb.SubmitCosignatureResponse()
 
-        return await self._serve("SubmitCosignature", context, handle)
+        return await self._serve("SubmitCosignature", context, handle, request)
 
     async def _check_cosignature(
         self, caller: Member, request: pb.SubmitCosignatureRequest
@@ -386,7 +422,7 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
             )
             return pb.RequestBundleResponse(status=_bundle_status(status))
 
-        return await self._serve("RequestBundle", context, handle)
+        return await self._serve("RequestBundle", context, handle, request)
 
     async def GetBundleStatus(
         self, request: pb.GetBundleStatusRequest, context: Context
@@ -398,7 +434,7 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
             status = await _bundle_call(desk.status_for, caller.state, request.request_id)
             return pb.GetBundleStatusResponse(status=_bundle_status(status))
 
-        return await self._serve("GetBundleStatus", context, handle)
+        return await self._serve("GetBundleStatus", context, handle, request)
 
     async def FetchBundle(
         self, request: pb.FetchBundleRequest, context: Context
@@ -414,7 +450,7 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
                 sealer.open_stream, caller.state, request.bundle_id, request.offset
             )
 
-        stream = await self._serve("FetchBundle", context, handle)
+        stream = await self._serve("FetchBundle", context, handle, request)
         assert sealer is not None
         if stream.offset == stream.sealed_size:  # everything was received: nothing to send
             await asyncio.to_thread(sealer.served_to_end, stream)
@@ -461,7 +497,7 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
             )
             return pb.AckBundleResponse()
 
-        return await self._serve("AckBundle", context, handle)
+        return await self._serve("AckBundle", context, handle, request)
 
     # --- matters (node.matters) -----------------------------------------------------------
 
@@ -480,7 +516,7 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
             )
             return pb.ShareMatterResponse(revision=revision)
 
-        return await self._serve("ShareMatter", context, handle)
+        return await self._serve("ShareMatter", context, handle, request)
 
     def _desk(self) -> BundleDesk:
         if self._bundles is None:
@@ -508,7 +544,7 @@ class FederationServicer(pb_grpc.FederationServiceServicer):
                 proof=evaluation.proof,
             )
 
-        return await self._serve("EvaluateOprf", context, handle)
+        return await self._serve("EvaluateOprf", context, handle, request)
 
     async def _share(self, roster: Roster) -> threshold_oprf.KeyShare:
         if roster.oprf is None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import grpc
 import structlog
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -107,6 +108,72 @@ def _bind(context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
     del context
 
 
+@dataclass(frozen=True)
+class Unparsable:
+    """What NodeService's request parser gives for bytes that are no message of the type:
+    the method's boundary answers it with INVALID_ARGUMENT (gRPC's own parsing would
+    answer UNKNOWN or INTERNAL, as if the node were broken)."""
+
+    type_name: str
+
+    def error(self) -> InvalidArgumentError:
+        return InvalidArgumentError("request", f"not a valid {self.type_name} message")
+
+
+def _tolerant(request_type: Any) -> Callable[[bytes], Any]:
+    def parse(raw: bytes) -> Any:
+        try:
+            return request_type.FromString(raw)
+        except DecodeError:
+            return Unparsable(request_type.__name__)
+
+    return parse
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, Unparsable):
+            raise request.error()
+        yield request
+
+
+def _parsed(request: Any) -> Any:
+    """A parsed request as it is, a request stream checked message by message; bytes that
+    do not parse raise InvalidArgumentError (inside the boundary, so it becomes a status)."""
+    if isinstance(request, Unparsable):
+        raise request.error()
+    if hasattr(request, "__aiter__"):
+        return _checked_stream(request)
+    return request
+
+
+def node_service_handler(servicer: NodeServicer) -> grpc.GenericRpcHandler:
+    """NodeService's methods, with requests parsed by `_tolerant` instead of gRPC."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "Ingest": grpc.stream_unary_rpc_method_handler(
+            servicer.Ingest,
+            request_deserializer=_tolerant(pb.IngestRequest),
+            response_serializer=pb.IngestResponse.SerializeToString,
+        ),
+        "GetIncident": grpc.unary_unary_rpc_method_handler(
+            servicer.GetIncident,
+            request_deserializer=_tolerant(pb.GetIncidentRequest),
+            response_serializer=pb.GetIncidentResponse.SerializeToString,
+        ),
+        "SearchIncidents": grpc.unary_unary_rpc_method_handler(
+            servicer.SearchIncidents,
+            request_deserializer=_tolerant(pb.SearchIncidentsRequest),
+            response_serializer=pb.SearchIncidentsResponse.SerializeToString,
+        ),
+        "GetEvidence": grpc.unary_stream_rpc_method_handler(
+            servicer.GetEvidence,
+            request_deserializer=_tolerant(pb.GetEvidenceRequest),
+            response_serializer=pb.GetEvidenceResponse.SerializeToString,
+        ),
+    }
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
 def boundary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     """Map every exception of a unary or client-streaming handler to a status."""
 
@@ -117,7 +184,7 @@ def boundary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]
         _bind(context, method.__name__)
         started = time.monotonic()
         try:
-            result = await method(self, request, context)
+            result = await method(self, _parsed(request), context)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - the boundary: every error becomes a status
@@ -142,7 +209,7 @@ def streaming_boundary(
         _bind(context, method.__name__)
         started = time.monotonic()
         try:
-            async for item in method(self, request, context):
+            async for item in method(self, _parsed(request), context):
                 yield item
         except asyncio.CancelledError:
             raise
@@ -475,7 +542,7 @@ async def serve(
         ],
         maximum_concurrent_rpcs=s.max_concurrent_rpcs,
     )
-    pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(config, storage), server)
+    server.add_generic_rpc_handlers((node_service_handler(NodeServicer(config, storage)),))
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -863,12 +863,18 @@ def invalid_requests(text: str) -> dict[str, list[tuple[Any, str]]]:
     cosign = pb.SubmitCosignatureRequest
     return {
         "GetRoster": [(pb.GetRosterRequest(after_version=2), "after_version")],
-        "GetCheckpoint": [(pb.GetCheckpointRequest(old_size=13), "old_size")],
+        "GetCheckpoint": [
+            (pb.GetCheckpointRequest(old_size=13), "old_size"),
+            # Beyond any stored integer (found by tests/test_fuzz_grpc.py: it was INTERNAL).
+            (pb.GetCheckpointRequest(old_size=2**63), "old_size"),
+        ],
         "GetEntries": [
             (pb.GetEntriesRequest(start=0, max_entries=1, tree_size=7), "tree_size"),
             (pb.GetEntriesRequest(start=0, max_entries=1, tree_size=0), "tree_size"),
             (pb.GetEntriesRequest(start=12, max_entries=1, tree_size=12), "start"),
             (pb.GetEntriesRequest(start=0, max_entries=1001, tree_size=12), "max_entries"),
+            (pb.GetEntriesRequest(start=0, max_entries=1, tree_size=2**64 - 1), "tree_size"),
+            (pb.GetEntriesRequest(start=2**63, max_entries=1, tree_size=12), "start"),
         ],
         "SubmitCosignature": [
             (cosign(checkpoint="", cosignature="x"), "checkpoint"),

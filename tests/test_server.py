@@ -433,6 +433,38 @@ def test_ingest_naming_evidence_that_was_not_sent(node: NodeProcess) -> None:
     assert _details(e.value) == [("line 1: evidence[0].path", "file was not sent with the import")]
 
 
+@pytest.mark.parametrize(
+    ("method", "kind", "type_name"),
+    [
+        ("Ingest", "stream_unary", "IngestRequest"),
+        ("GetIncident", "unary_unary", "GetIncidentRequest"),
+        ("SearchIncidents", "unary_unary", "SearchIncidentsRequest"),
+        ("GetEvidence", "unary_stream", "GetEvidenceRequest"),
+    ],
+)
+def test_bytes_that_are_no_message_are_invalid_argument(
+    node: NodeProcess, method: str, kind: str, type_name: str
+) -> None:
+    """Found by tests/test_fuzz_grpc.py: gRPC's own parsing answered UNKNOWN or INTERNAL."""
+    token = node.config.path(node.config.client.credential_file).read_text(encoding="utf-8").strip()
+    metadata = (("authorization", f"Bearer {token}"),)
+    garbage = b"\x0a\xff\xff\xff\xff\x0f"
+    with channel(node) as ch:
+        call = getattr(ch, kind)(f"/compact.v1.NodeService/{method}")
+
+        def send() -> object:
+            if kind == "stream_unary":
+                return call(iter([garbage]), timeout=30, metadata=metadata)
+            if kind == "unary_stream":
+                return list(call(garbage, timeout=30, metadata=metadata))
+            return call(garbage, timeout=30, metadata=metadata)
+
+        with pytest.raises(grpc.RpcError) as e:
+            send()
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == f"request: not a valid {type_name} message"
+
+
 def test_an_oversized_message_is_refused(node: NodeProcess) -> None:
     with pytest.raises(grpc.RpcError) as e:
         _raw_ingest(
