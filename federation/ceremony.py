@@ -60,11 +60,29 @@ def public_sha256(public: OprfPublic) -> str:
     return hashlib.sha256(public.to_json()).hexdigest()
 
 
+def threshold_problem(threshold: int, members: int) -> str | None:
+    """Why `threshold` cannot split the compact key among `members`, or None.
+
+    A threshold of 1 among several members would give each of them the whole key: any
+    one member could then compute every pseudonym offline, without the others and
+    without their rate limits, which is what the threshold OPRF exists to prevent. It
+    is allowed only for a compact of one member."""
+    if not 1 <= threshold <= members:
+        return f"the threshold must be between 1 and the number of members ({members})"
+    if threshold == 1 and members > 1:
+        return (
+            "the threshold must be at least 2 when there are several members: with 1, "
+            "each member would hold the whole key and could compute pseudonyms alone"
+        )
+    return None
+
+
 def run_ceremony(roster: Roster, *, threshold: int) -> CeremonyOutput:
     """Generate the compact key, split it, seal each share to its member; keep nothing."""
     members = roster.members
-    if not 1 <= threshold <= len(members):
-        raise CeremonyError("the threshold must be between 1 and the number of members")
+    problem = threshold_problem(threshold, len(members))
+    if problem:
+        raise CeremonyError(problem)
     key = random_scalar()
     split = split_key(key, t=threshold, n=len(members))
     del key

@@ -784,16 +784,16 @@ def register(main: click.Group) -> None:
         passphrase_file: Path | None,
     ) -> None:
         """Make the compact OPRF key, seal a share to each member, enter its record."""
-        from federation.ceremony import public_sha256, run_ceremony
+        from federation.ceremony import public_sha256, run_ceremony, threshold_problem
         from federation.errors import CeremonyError
         from federation.roster import sign_roster
 
         proposal = _read_proposal(proposal_path)
         if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
             _fail(f"{out_dir} exists and is not empty: give a new or empty folder")
-        count = len(proposal.roster.members)
-        if not 1 <= threshold <= count:
-            _fail(f"--threshold {threshold}: must be between 1 and {count} (the number of members)")
+        problem = threshold_problem(threshold, len(proposal.roster.members))
+        if problem:
+            _fail(f"--threshold {threshold}: {problem}")
         signer = _ceremony_signer(data_dir, passphrase_file, proposal.roster)
         try:
             result = run_ceremony(proposal.roster, threshold=threshold)

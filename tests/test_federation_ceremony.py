@@ -176,6 +176,15 @@ def test_threshold_out_of_range(threshold: int) -> None:
         run_ceremony(V1, threshold=threshold)
 
 
+def test_threshold_of_one_among_several_members_is_refused() -> None:
+    """With t = 1 every share would be the whole key: any member alone could compute
+    every pseudonym offline (found writing docs/threat-model.md)."""
+    with pytest.raises(CeremonyError, match="at least 2"):
+        run_ceremony(V1, threshold=1)
+    alone = roster(1, [IL], threshold=1)
+    assert run_ceremony(alone, threshold=1).roster.oprf is not None
+
+
 def test_commitments_are_share_times_generator() -> None:
     public, shares = open_all()
     for state, share in shares.items():
