@@ -55,3 +55,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'node.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With COMPACT_FUZZ_REPORT set (by `python -m bench.fuzz`), write what the fuzz tests
+    of this process tried: one file per pytest process (each xdist worker has its own)."""
+    from tests import fuzzing
+
+    folder = os.environ.get(fuzzing.REPORT_ENV, "")
+    if folder:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        fuzzing.write_report(Path(folder), worker)
