@@ -15,6 +15,7 @@ import queue
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,6 +135,7 @@ class BlobStore:
         try:
             encryptor = BlobEncryptor(self._key, bytes.fromhex(sha256))
             with tmp.open("xb") as dst:
+                fcntl.flock(dst.fileno(), fcntl.LOCK_EX)  # ours while we live (sweep_staging)
                 dst.write(encryptor.header())
                 for chunk in reader:
                     dst.write(encryptor.update(chunk))
@@ -166,6 +168,36 @@ class BlobStore:
                 yield
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def sweep_staging(self, *, older_than_seconds: float = 60.0) -> int:
+        """Remove the files that writers killed mid-write left in `.staging`; returns how
+        many. A writer holds a lock on its file while it lives (the system drops it when
+        the process dies), so a locked file is left alone; so is one changed in the last
+        `older_than_seconds` (the moment between creating a file and locking it). The
+        folders under `.staging` belong to bundle receivers, which clear their own."""
+        if not self._staging.is_dir():
+            return 0
+        removed = 0
+        now = time.time()
+        for entry in os.scandir(self._staging):
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                if now - entry.stat(follow_symlinks=False).st_mtime < older_than_seconds:
+                    continue
+                fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live writer's
+                os.unlink(entry.path)
+                removed += 1
+            finally:
+                os.close(fd)
+        return removed
 
     def remove(self, sha256: str) -> None:
         """Delete a blob (used to undo blobs stored by an import that then failed)."""
@@ -200,6 +232,7 @@ class BlobWriter:
         self._finished = False
         self._file = self._tmp.open("xb")
         try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)  # ours while we live (sweep_staging)
             self._file.write(self._encryptor.header())
         except BaseException:
             self.abort()

@@ -275,6 +275,8 @@ def _write(
     try:
         if to_store:
             progress.phase("storing evidence", sum(f.size for f in to_store))
+            # What an import killed mid-write left (tests/test_fault_ingest.py).
+            storage.blobs.sweep_staging()
         # Two files at a time: one encrypts while the other's fsync waits on the disk.
         with ThreadPoolExecutor(max_workers=_STORE_THREADS) as pool:
             futures = {pool.submit(storage.blobs.put_file, f.file, f.sha256): f for f in to_store}
