@@ -23,6 +23,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Final
 
 from crypto import signing
@@ -32,6 +33,7 @@ from federation.encoding import canonical_json, load_json_object
 from federation.errors import FederationError
 from federation.keyhistory import KeyHistory, member_signing_keys
 from federation.roster import Roster
+from federation.schema import CONTROL_IMPORT
 from node.records import IncidentView
 from node.vocab import AGENCY, AGENT_ROLE, CONDUCT, LOCATION_KIND, STATES, STATUS
 
@@ -39,11 +41,12 @@ PAYLOAD_TYPE: Final = "application/vnd.compact.index-entry.v1+json"
 FORMAT: Final = "compact-index-entry-v1"
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 KEY_KINDS: Final = ("badge", "name", "name_agency", "plate", "unit")
-_PSEUDONYM: Final = re.compile(r"^[0-9a-f]{128}$")  # RFC 9497 ristretto255-SHA512 output
-_GLOBAL_ID: Final = re.compile(r"^[A-Z]{2}-[0-9a-f-]{36}$")
-_DAY: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Anchored with \Z, not $ (which also matches before a final newline), and ASCII digits.
+_PSEUDONYM: Final = re.compile(r"^[0-9a-f]{128}\Z")  # RFC 9497 ristretto255-SHA512 output
+_GLOBAL_ID: Final = re.compile(r"^[A-Z]{2}-[0-9a-f-]{36}\Z")
+_DAY: Final = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _MEDIA_TYPE: Final = re.compile(
-    r"^[a-z0-9][a-z0-9!#$&^.+_-]{0,63}/[a-z0-9][a-z0-9!#$&^.+_-]{0,126}$"
+    r"^[a-z0-9][a-z0-9!#$&^.+_-]{0,63}/[a-z0-9][a-z0-9!#$&^.+_-]{0,126}\Z"
 )
 _TOP: Final = frozenset({"format", "state", "global_id", "revision", "withdrawn", "content"})
 _CONTENT: Final = frozenset(
@@ -131,9 +134,9 @@ class IndexEntry:
             entry = _parse(obj)
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError):
             raise IndexEntryError("index entry: malformed") from None
-        # The schema is closed and every value checked, so the parsed object re-encodes to
-        # exactly what `payload()` would produce for the entry.
-        if canonical_json(obj) != data:
+        # The entry must re-encode to exactly these bytes: one entry, one encoding (a list
+        # written as an object, {} for [], parses to the same entry but is not its form).
+        if entry.payload() != data:
             raise IndexEntryError("index entry: not in canonical form")
         return entry
 
@@ -239,9 +242,10 @@ def _parse(obj: dict[str, Any]) -> IndexEntry:
     c = obj["content"]
     _fields(c, _CONTENT)
     if (
-        not _DAY.match(c["day"])
+        not _is_day(c["day"])
         or not isinstance(c["county"], str)
         or not 0 < len(c["county"]) <= 1000
+        or CONTROL_IMPORT.search(c["county"])  # the import format's rule for the county
     ):
         raise ValueError("day or county")
     if c["location_kind"] not in LOCATION_KIND or c["status"] not in STATUS:
@@ -285,6 +289,17 @@ def _agent(a: Any) -> AgentEntry:
     return AgentEntry(
         a["agency"], a["role"], a["masked"], a["identified_self"], a["body_camera"], p
     )
+
+
+def _is_day(value: object) -> bool:
+    """A calendar date as YYYY-MM-DD: replicas read it back with `date.fromisoformat`."""
+    if not isinstance(value, str) or not _DAY.match(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _fields(obj: Any, expected: frozenset[str]) -> None:

@@ -49,9 +49,10 @@ CARD_FORMAT: Final = "compact-member-card-v1"
 MAX_CARD_FILE_BYTES: Final = 16 * 1024
 MAX_MEMBERS: Final = 64
 MAX_PAYLOAD_BYTES: Final = 256 * 1024
-_HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
+# Anchored with \Z, not $ (which also matches before a final newline).
+_HEX64: Final = re.compile(r"^[0-9a-f]{64}\Z")
 _ENDPOINT: Final = re.compile(
-    r"^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}$|^\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5}$"
+    r"^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}\Z|^\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5}\Z"
 )
 _MEMBER_FIELDS: Final = frozenset({"state", "endpoint", "tls_pin", "signing_key", "encryption_key"})
 _ROSTER_FIELDS: Final = frozenset({"format", "version", "expires", "threshold", "members"})

@@ -1285,9 +1285,12 @@ def load_canonical(data: bytes, where: str) -> Any:
     """The JSON value in `data`, which must be in canonical form (docs: "canonical JSON")."""
     try:
         value = json.loads(data.decode("utf-8"), parse_float=_no_float, parse_constant=_no_float)
+        # Re-encoding recurses as deep as decoding: nested to just under the recursion
+        # limit, it is the encoder that runs out.
+        encoded = canonical_json(value)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Invalid(f"{where}: not valid JSON (integers only)") from None
-    if canonical_json(value) != data:
+    if encoded != data:
         raise Invalid(f"{where}: not in canonical JSON form")
     return value
 
@@ -1403,6 +1406,8 @@ def verify_roster(source: Files, paths: Sequence[str], v1_sha256: str) -> list[R
     """Every version, in order: v1 signed by its own threshold, each next one by the
     previous version's threshold and its own. Expiry is not checked: a package proves
     what was signed and logged while the roster was in force."""
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise Invalid(f"{MANIFEST_NAME}: roster.versions: expected a list of paths")
     versions: list[Roster] = []
     for i, path in enumerate(paths):
         envelope = Envelope(source.small(path), path)
@@ -1428,6 +1433,7 @@ def verify_roster(source: Files, paths: Sequence[str], v1_sha256: str) -> list[R
 # --- 5. checkpoints ------------------------------------------------------------------------
 
 _SIG_PREFIX = "\u2014 "
+_TREE_SIZE = re.compile(r"(?:0|[1-9][0-9]{0,19})\Z")
 
 
 def _key_hash(name: str, kind: int, key: bytes) -> bytes:
@@ -1450,7 +1456,8 @@ class Checkpoint:
         head = body.split("\n")
         if len(head) < 4 or head[0] != f"compact-log/{state}":
             raise Invalid(f"{where}: not a checkpoint of compact-log/{state}")
-        if not head[1].isdigit() or (head[1] != "0" and head[1].startswith("0")):
+        # ASCII digits (isdigit() admits others int() refuses), no leading zero, uint64.
+        if not _TREE_SIZE.match(head[1]) or int(head[1]) >= 2**64:
             raise Invalid(f"{where}: malformed tree size")
         self.size = int(head[1])
         self.root = _b64(head[2], f"{where}: root hash")
@@ -1796,7 +1803,9 @@ def _verify_logs(
                     proof = _obj(p, f"{where}: [{k}]", ("from", "to", "proof"))
                     if not isinstance(proof["proof"], list):
                         raise Invalid(f"{where}: [{k}].proof: expected a list")
-                    proofs[(proof["from"], proof["to"])] = [
+                    start = _int(proof["from"], f"{where}: [{k}].from")
+                    end = _int(proof["to"], f"{where}: [{k}].to")
+                    proofs[(start, end)] = [
                         _hash(h, f"{where}: [{k}].proof") for h in proof["proof"]
                     ]
             for old, new in itertools.pairwise(chain):
@@ -1845,6 +1854,10 @@ def _verify_exhibit(
     docs: dict[tuple[str, int], dict[str, Any]] = {}
     for i, f in enumerate(exhibit["files"]):
         doc = _obj(f, f"{number}: files[{i}]", _FILE_FIELDS)
+        for field in ("doc_id", "path", "sha256"):
+            _str(doc[field], f"{number}: files[{i}].{field}")
+        for field in ("position", "size"):
+            _int(doc[field], f"{number}: files[{i}].{field}")
         if doc["path"] not in files.listed or files.listed[doc["path"]] != (
             doc["sha256"],
             doc["size"],
@@ -1862,9 +1875,9 @@ def _verify_exhibit(
             if m.get("global_id") != gid or m.get("description") != exhibit["description"]:
                 failures.append(f"{number}: incident or description differs from the matter's")
             evidence = m.get("evidence")
-            if isinstance(evidence, dict) and set(docs) != {
+            if isinstance(evidence, dict) and list(docs) != [
                 (evidence.get("sha256"), evidence.get("position"))
-            }:
+            ]:
                 failures.append(f"{number}: files differ from the evidence the matter names")
 
     # Custody entries: each signed by its state, in that state's log, witnessed.
@@ -1885,14 +1898,19 @@ def _verify_exhibit(
             )
             if record["format"] != CUSTODY_FORMAT or record["state"] != state:
                 raise Invalid(f"{label}: not a custody event recorded by {state}")
+            _str(record["kind"], f"{label}: kind")
             if record["global_id"] != gid:
                 raise Invalid(f"{label}: a custody event of another incident")
-            if (record["evidence_sha256"], record["evidence_position"]) not in docs:
+            of = (record["evidence_sha256"], record["evidence_position"])
+            if not any(of == key for key in docs):  # compared, not hashed: may be lists
                 raise Invalid(f"{label}: a custody event of a file not in this exhibit")
             log = logs.get(state)
-            checkpoint = log.checkpoints.get(e["checkpoint_size"]) if log else None
+            size = _int(e["checkpoint_size"], f"{label}: checkpoint_size")
+            checkpoint = log.checkpoints.get(size) if log else None
             if log is None or checkpoint is None:
-                raise Invalid(f"{label}: no valid checkpoint of size {e['checkpoint_size']}")
+                raise Invalid(f"{label}: no valid checkpoint of size {size}")
+            if not isinstance(e["proof"], list):
+                raise Invalid(f"{label}: proof: expected a list")
             proof = [_hash(h, f"{label}: proof") for h in e["proof"]]
             if not verify_inclusion(
                 _leaf_hash(raw), _int(index, label), checkpoint.size, proof, checkpoint.root

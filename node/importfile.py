@@ -36,6 +36,11 @@ _COLUMN: Final = re.compile(
 )
 
 
+# What a misspelt column name looks like (occured_at, location.conty), unlike a record's
+# values (names, phone numbers, free text, dates): only such a name is repeated in an error.
+_PATH_LIKE: Final = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+
+
 class ImportFileError(ValueError):
     """The file as a whole cannot be imported (empty, unreadable, bad CSV header)."""
 
@@ -93,9 +98,15 @@ def read_csv(f: BinaryIO, limits: LimitSettings) -> Iterator[Decoded]:
             header = next(reader)
         except StopIteration:
             raise ImportFileError("the file holds no records") from None
-        bad = [c for c in header if not _COLUMN.match(c)]
+        except csv.Error as e:  # its message names the rule, never the content
+            raise ImportFileError(f"the CSV header is not valid CSV ({e})") from None
+        bad = [(i, c) for i, c in enumerate(header, 1) if not _COLUMN.match(c)]
         if bad:
-            raise ImportFileError(f"unknown CSV column(s): {', '.join(bad[:10])}")
+            # A file without its header row has a record there: a name is shown only if it
+            # looks like a misspelt field path, any other by its position (#3).
+            shown = [c if _PATH_LIKE.fullmatch(c) else f"#{i}" for i, c in bad[:10]]
+            hint = "; is the header row missing?" if any(s.startswith("#") for s in shown) else ""
+            raise ImportFileError(f"unknown CSV column(s): {', '.join(shown)}{hint}")
         if len(set(header)) != len(header):
             raise ImportFileError("a CSV column appears twice")
         count = 0

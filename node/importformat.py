@@ -72,9 +72,15 @@ _AGENT: Final = frozenset(
 )
 _PERSON: Final = frozenset({"role", "name", "contact"})
 _EVIDENCE: Final = frozenset({"path", "media_type", "captured_at", "captured_by", "description"})
-_MEDIA_TYPE: Final = re.compile(r"^[A-Za-z0-9][\w!#$&^.+-]{0,63}/[A-Za-z0-9][\w!#$&^.+-]{0,126}$")
+# ASCII only and anchored with \Z (not $, which also matches before a final newline): once
+# lowercased, the federation's media type rule (federation.bundle, federation.index_entry).
+_MEDIA_TYPE: Final = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9_!#$&^.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9_!#$&^.+-]{0,126}\Z"
+)
 # Control characters other than tab, newline and carriage return; NUL breaks PostgreSQL.
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Lone surrogates (JSON "\ud800" escapes): not Unicode, they cannot be encoded as UTF-8.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _TIMESTAMP: Final = re.compile(
     r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
 )
@@ -113,6 +119,9 @@ class _Fields:
         if _CONTROL.search(value):
             self.fail(key, "contains control characters")
             return None
+        if _SURROGATE.search(value):
+            self.fail(key, "contains an unpaired surrogate (not valid Unicode)")
+            return None
         return value
 
     def vocab(self, key: str, values: frozenset[str], *, required: bool = False) -> str | None:
@@ -150,10 +159,11 @@ class _Fields:
             return None
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError:
+            # In UTC: year 1 with a positive offset, or 9999 with a negative one, overflows.
+            return Timestamp.from_aware(parsed)
+        except (ValueError, OverflowError):
             self.fail(key, "not a valid date and time")
             return None
-        return Timestamp.from_aware(parsed)
 
     def objects(self, key: str, max_items: int) -> list[tuple[str, Mapping[str, Any]]]:
         value = self.obj.get(key)
@@ -355,5 +365,7 @@ def decode_line(line_number: int, raw: bytes, limits: LimitSettings) -> Any | Li
         return json.loads(text)
     except json.JSONDecodeError as e:
         return LineError(line_number, "", f"not valid JSON ({e.msg} at column {e.colno})")
+    except ValueError:  # an integer of more digits than int() converts (sys.int_info)
+        return LineError(line_number, "", "not valid JSON (a number with too many digits)")
     except RecursionError:
         return LineError(line_number, "", "not valid JSON (nested too deeply)")
