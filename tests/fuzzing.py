@@ -47,6 +47,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from node.fedservice import is_repeated
+from tests.fuzz_mutations import ODD_STRINGS, mutated_bytes
 
 M = TypeVar("M", bound=Message)
 
@@ -204,12 +205,25 @@ NASTY_STRINGS: tuple[str, ...] = (
 )
 
 
+def _sendable(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # protobuf strings are UTF-8: lone surrogates cannot be sent
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_SENDABLE_ODD = tuple(t for t in ODD_STRINGS if _sendable(t))
+
+
 def _scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     t = field.type
     if t == FieldDescriptor.TYPE_BOOL:
         return st.booleans()
     if t == FieldDescriptor.TYPE_STRING:
-        return st.one_of(st.sampled_from(NASTY_STRINGS), st.text(max_size=200))
+        return st.one_of(
+            st.sampled_from(NASTY_STRINGS), st.sampled_from(_SENDABLE_ODD), st.text(max_size=200)
+        )
     if t == FieldDescriptor.TYPE_BYTES:
         return st.binary(max_size=2048)
     if t in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
@@ -279,26 +293,6 @@ def _concrete(descriptor: Descriptor) -> Callable[..., Message]:
 
 
 def mutations(valid: bytes) -> st.SearchStrategy[bytes]:
-    """`valid` changed a little: a byte flipped, inserted or deleted, cut short, a piece
-    repeated, or left as it is (the control)."""
-
-    @st.composite
-    def one(draw: st.DrawFn) -> bytes:
-        data = bytearray(valid)
-        kind = draw(st.sampled_from(("same", "flip", "insert", "delete", "truncate", "repeat")))
-        if kind == "same" or (not data and kind != "insert"):
-            return bytes(data)
-        at = draw(st.integers(0, max(0, len(data) - 1)))
-        if kind == "flip":
-            data[at] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "insert":
-            data[at:at] = draw(st.binary(min_size=1, max_size=8))
-        elif kind == "delete":
-            del data[at : at + draw(st.integers(1, 8))]
-        elif kind == "truncate":
-            del data[at:]
-        else:
-            data[at:at] = data[at : at + draw(st.integers(1, 64))]
-        return bytes(data)
-
-    return one()
+    """`valid` as it is (the control), or with a few byte-level edits
+    (`tests.fuzz_mutations.mutated_bytes`)."""
+    return st.one_of(st.just(valid), mutated_bytes(valid))
