@@ -262,15 +262,15 @@ def mutated_text(draw: st.DrawFn, seed: str, max_edits: int = 4) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def json_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Every path into `value` (keys and indexes), the root `()` first."""
     out = [prefix]
     if isinstance(value, dict):
         for k, v in value.items():
-            out += _paths(v, (*prefix, k))
+            out += json_paths(v, (*prefix, k))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            out += _paths(v, (*prefix, i))
+            out += json_paths(v, (*prefix, i))
     return out
 
 
@@ -290,7 +290,7 @@ def _set(root: Any, path: tuple[Any, ...], value: Any) -> Any:
 def _keys(value: Any) -> list[str]:
     """Every object key in `value`: added fields are then fields of the schema, misplaced."""
     keys: list[str] = []
-    for path in _paths(value):
+    for path in json_paths(value):
         keys += [p for p in path if isinstance(p, str)]
     return sorted(set(keys))
 
@@ -315,7 +315,7 @@ def _string_edit(draw: st.DrawFn, s: str) -> str:
 
 @st.composite
 def _json_edit(draw: st.DrawFn, doc: Any, names: list[str]) -> Any:
-    paths = _paths(doc)
+    paths = json_paths(doc)
     path = draw(st.sampled_from(paths))
     value = _get(doc, path)
     kind = draw(

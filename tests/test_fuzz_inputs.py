@@ -50,6 +50,7 @@ from node.package_zip import write_canonical_zip
 from node.records import IncidentInput, LineError
 from tests.fuzz_mutations import (
     ODD_STRINGS,
+    json_paths,
     json_values,
     mutated_bytes,
     mutated_json,
@@ -805,24 +806,13 @@ SEEDS: Final = _record_seeds()
 NOTE_IL: Final[str] = SEEDS["checkpoint:IL"]
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
 @st.composite
 def _patches(draw: st.DrawFn) -> tuple[str, tuple[Any, ...], Any]:
     stage = draw(st.sampled_from(STAGES))
     seed = SEEDS[stage]
     if isinstance(seed, str):
         return stage, (), draw(mutated_text(seed))
-    return stage, draw(st.sampled_from(_paths(seed))), draw(json_values(max_leaves=4))
+    return stage, draw(st.sampled_from(json_paths(seed))), draw(json_values(max_leaves=4))
 
 
 def _patcher(stage: str, path: tuple[Any, ...], value: Any) -> Mutate:
