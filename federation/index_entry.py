@@ -33,7 +33,7 @@ from federation.encoding import canonical_json, load_json_object
 from federation.errors import FederationError
 from federation.keyhistory import KeyHistory, member_signing_keys
 from federation.roster import Roster
-from federation.schema import CONTROL_IMPORT
+from federation.schema import CONTROL_IMPORT, MAX_REVISION
 from node.records import IncidentView
 from node.vocab import AGENCY, AGENT_ROLE, CONDUCT, LOCATION_KIND, STATES, STATUS
 
@@ -233,7 +233,7 @@ def _parse(obj: dict[str, Any]) -> IndexEntry:
         raise ValueError("format or state")
     if not _GLOBAL_ID.match(obj["global_id"]) or type(obj["revision"]) is not int:
         raise ValueError("id or revision")
-    if obj["revision"] < 1 or type(obj["withdrawn"]) is not bool:
+    if not 1 <= obj["revision"] <= MAX_REVISION or type(obj["withdrawn"]) is not bool:
         raise ValueError("revision or withdrawn")
     if obj["withdrawn"]:
         if obj["content"] is not None:

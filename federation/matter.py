@@ -192,6 +192,8 @@ class Matter:
         if found.group(1) != self.owner:
             schema.fail("matter_id", "does not begin with the owner's code")
         schema.integer(self.revision, "revision", 1)
+        if self.revision > schema.MAX_REVISION:
+            schema.fail("revision", f"expected at most {schema.MAX_REVISION}")
         schema.string(self.title, "title", max_chars=MAX_TITLE, control=schema.CONTROL_NAME)
         states = schema.as_tuple(self.states, "states", MAX_STATES)
         for i, code in enumerate(states):

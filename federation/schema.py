@@ -118,6 +118,11 @@ class Invalid(ValueError):
         self.reason = reason
 
 
+#: The largest revision (of an index entry or a matter) a node stores: a 32-bit column
+#: on PostgreSQL. A peer's document beyond it would fail the insert and stall the sync.
+MAX_REVISION: Final = 2**31 - 1
+
+
 def fail(where: str, reason: str) -> NoReturn:
     raise Invalid(where, reason)
 

@@ -106,6 +106,7 @@ def test_non_canonical_payload_is_refused() -> None:
         (lambda o: o.update(matter_id="MN:DOE"), "matter_id: does not begin with the owner"),
         (lambda o: o.update(revision=0), "revision: expected an integer from 1"),
         (lambda o: o.update(revision=True), "revision: expected an integer"),
+        (lambda o: o.update(revision=2**31), "revision: expected at most 2147483647"),
         (lambda o: o.update(title=""), "title: must not be empty"),
         (lambda o: o.update(title="a\nb"), "title: contains a control character"),
         (lambda o: o.update(title="x" * 301), "title: longer than 300 characters"),
