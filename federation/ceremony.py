@@ -68,10 +68,10 @@ def threshold_problem(threshold: int, members: int) -> str | None:
     without their rate limits, which is what the threshold OPRF exists to prevent. It
     is allowed only for a compact of one member."""
     if not 1 <= threshold <= members:
-        return f"the threshold must be between 1 and the number of members ({members})"
+        return f"must be between 1 and {members} (the number of members)"
     if threshold == 1 and members > 1:
         return (
-            "the threshold must be at least 2 when there are several members: with 1, "
+            "must be at least 2 when there are several members: with 1, "
             "each member would hold the whole key and could compute pseudonyms alone"
         )
     return None
@@ -82,7 +82,7 @@ def run_ceremony(roster: Roster, *, threshold: int) -> CeremonyOutput:
     members = roster.members
     problem = threshold_problem(threshold, len(members))
     if problem:
-        raise CeremonyError(problem)
+        raise CeremonyError(f"threshold {threshold}: {problem}")
     key = random_scalar()
     split = split_key(key, t=threshold, n=len(members))
     del key

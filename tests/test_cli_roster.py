@@ -660,6 +660,11 @@ def test_ceremony_refusals(ceremony: tuple[Compact, Path]) -> None:
         c.d("IL"),
         reason="--threshold 4: must be between 1 and 3",
     )
+    refused(
+        "oprf", "ceremony", v2, "--threshold", "1", "--out-dir", c.root / "other",
+        "--data-dir", c.d("IL"),
+        reason="--threshold 1: must be at least 2 when there are several members",
+    )  # fmt: skip
     assert not (c.root / "other").exists()
 
 
